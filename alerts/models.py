@@ -1,0 +1,1 @@
+"""Alert router tables (placeholder replaced by the alerts stage)."""

@@ -1,0 +1,119 @@
+"""Shared fixtures: private InfluxDB, Mosquitto and SMTP servers on loopback, fresh databases."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import uuid
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import services  # noqa: E402
+
+from vigie.store import InfluxStore  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+if not SHARED.exists():  # CI clones beside a copy of shared/
+    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.exists():
+        pytest.skip(f"../shared not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory):
+    """A private influxd for the whole session (tests that stop it use ``influxd_private``)."""
+    svc = services.influxdb(tmp_path_factory.mktemp("influxd")).start()
+    services.wait_influx_ready(svc)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def influxd_private(tmp_path):
+    """An influxd of this test's own, free to stop and restart."""
+    svc = services.influxdb(tmp_path / "influxd").start()
+    services.wait_influx_ready(svc)
+    yield svc
+    svc.stop()
+
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture
+def influx_store(influxd):
+    """An :class:`InfluxStore` on a fresh database of the session influxd."""
+    store = InfluxStore(services.influx_url(influxd), f"test_{next(_db_counter)}_{uuid.uuid4().hex[:6]}",
+                        retention_policy="vigie_raw")
+    store.ensure_database("INF")
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    """A private Mosquitto with the project's configuration for the whole session."""
+    svc = services.mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def mosquitto_private(tmp_path):
+    """A Mosquitto of this test's own, free to stop and restart (persistence in tmp_path)."""
+    svc = services.mosquitto(tmp_path / "mosquitto").start()
+    yield svc
+    svc.stop()
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps every message received."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.port = services.free_port()
+        self.messages = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                msg = message_from_bytes(envelope.content, policy=policy.default)
+                with sink._lock:
+                    sink.messages.append((list(envelope.rcpt_tos), msg))
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> "SmtpSink":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def to(self, address: str) -> list:
+        with self._lock:
+            return [m for rcpts, m in self.messages if address in rcpts]
+
+
+@pytest.fixture
+def smtp_server():
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'vigie.db'}"

@@ -1,0 +1,118 @@
+"""Private instances of the real services for tests: InfluxDB and Mosquitto on free loopback ports.
+
+Each instance lives in its own temporary directory with the project's own configuration
+(``deploy/``), and is stopped by PID. The machine's own services are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} not open after {timeout}s; log: {log.read_text()[-2000:]}")
+
+
+@dataclass
+class Service:
+    name: str
+    workdir: Path
+    port: int
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    extra_ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, timeout: float = 30.0) -> "Service":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                     start_new_session=True)
+        logf.close()
+        _wait_port(self.port, timeout, self.proc, self.log)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def influxdb(workdir: Path) -> Service:
+    """An ``influxd`` (1.x) with ``deploy/influxdb/influxdb.conf.template``; ``url`` in extra_ports."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    http_port, rpc_port = free_port(), free_port()
+    conf = Template((ROOT / "deploy/influxdb/influxdb.conf.template").read_text()).substitute(
+        DATA_DIR=str(workdir / "influx"), HTTP_PORT=http_port, RPC_PORT=rpc_port)
+    (workdir / "influxdb.conf").write_text(conf)
+    influxd = shutil.which("influxd") or "/usr/bin/influxd"
+    svc = Service("influxd", workdir, http_port, [influxd, "-config", str(workdir / "influxdb.conf")])
+    return svc
+
+
+def influx_url(svc: Service) -> str:
+    return f"http://127.0.0.1:{svc.port}"
+
+
+def wait_influx_ready(svc: Service, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(influx_url(svc) + "/ping", timeout=1).status_code == 204:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("influxd not ready")
+
+
+def mosquitto(workdir: Path) -> Service:
+    """A ``mosquitto`` with the project's ``deploy/mosquitto/mosquitto.conf``, on a free port,
+    persistence in ``workdir`` (so a restart keeps durable sessions, as in production)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    conf = conf.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {workdir}/")
+    conf = conf.replace("listener 1883 127.0.0.1", f"listener {port} 127.0.0.1")
+    (workdir / "mosquitto.conf").write_text(conf)
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    return Service("mosquitto", workdir, port, [binary, "-c", str(workdir / "mosquitto.conf")])

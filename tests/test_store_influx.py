@@ -1,0 +1,63 @@
+"""The InfluxDB store against a real influxd (v1 HTTP API)."""
+
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from vigie.records import CheckResult, CheckStatus, LeakRule, MeterReading
+from vigie.store import StoreRejected, StoreUnavailable, InfluxStore
+from vigie.store.water import read_checks, read_indices, write_checks, write_readings
+
+UTC = timezone.utc
+
+
+def test_same_reading_twice_leaves_one_point(influx_store):
+    r = MeterReading("0012ab", datetime(2026, 3, 1, 6, tzinfo=UTC), 12.5, alarms=("LEAK",), status_raw="LEAK")
+    write_readings(influx_store, [r])
+    write_readings(influx_store, [r, r])
+    df = read_indices(influx_store, datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC),
+                      with_alarms=True)
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row.meter_id == "0012ab"  # leading zeros kept: ids are strings
+    assert row.index_m3 == 12.5 and row.alarms == "LEAK"
+    assert row.time == int(r.time.timestamp())
+
+
+def test_read_indices_filters_and_sorts(influx_store):
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    rs = [MeterReading(m, base.replace(hour=h), float(h)) for h in (3, 1, 2) for m in ("b", "a", "1e5")]
+    write_readings(influx_store, rs)
+    df = read_indices(influx_store, base.replace(hour=2), base.replace(hour=4), ["a", "1e5"])
+    assert list(df.meter_id) == ["1e5", "1e5", "a", "a"]
+    assert list(df.index_m3) == [2.0, 3.0, 2.0, 3.0]
+
+
+def test_empty_read_has_columns(influx_store):
+    df = read_indices(influx_store, datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 2, tzinfo=UTC))
+    assert list(df.columns) == ["meter_id", "time", "index_m3"] and df.empty
+
+
+def test_check_results_round_trip_on_local_days(influx_store):
+    tz = ZoneInfo("Europe/Paris")
+    # 2026-03-29 is the 23-hour spring-forward day in Paris.
+    c = CheckResult("m1", date(2026, 3, 29), LeakRule.CONTINUOUS_FLOW, CheckStatus.LEAK, rate_l_per_h=4.0,
+                    night_flow_l_per_h=4.5, volume_l=250.0, coverage=1.0, detail='min flow "4" L/h')
+    write_checks(influx_store, [c, c], tz)
+    assert read_checks(influx_store, date(2026, 3, 29), date(2026, 3, 29), tz) == [c]
+    assert read_checks(influx_store, date(2026, 3, 30), date(2026, 3, 30), tz) == []
+
+
+def test_bad_query_is_rejected(influx_store):
+    with pytest.raises(StoreRejected):
+        influx_store.query_csv("SELECT FROM")
+
+
+def test_unreachable_server_is_unavailable():
+    from services import free_port
+
+    store = InfluxStore(f"http://127.0.0.1:{free_port()}", "x", timeout=2)
+    assert not store.ping()
+    with pytest.raises(StoreUnavailable):
+        store.write_lines(["m v=1 1"])

@@ -1,0 +1,1 @@
+"""Vigie: telemetry and alerting for municipalities."""

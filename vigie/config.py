@@ -1,0 +1,149 @@
+"""Service configuration: environment variables ``VIGIE_*`` over an optional YAML file over defaults.
+
+The file is named by ``VIGIE_CONFIG`` (YAML, keys as the field names below, lower case).
+Every setting is documented in ``docs/configuration.md``; a setting error names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``VIGIE_CONFIG``, if any."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("VIGIE_CONFIG")
+        if not path:
+            return {}
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"VIGIE_CONFIG={path}: expected a mapping of setting names to values")
+        return data
+
+
+class Settings(BaseSettings):
+    """All of Vigie's settings. Environment: ``VIGIE_<NAME>`` (e.g. ``VIGIE_MQTT_URL``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIE_", extra="ignore")
+
+    # --- MQTT -----------------------------------------------------------------------------
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt:// or mqtts://")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_client_id: str = Field("vigie-ingest", description="Durable session identity of the ingestor")
+    mqtt_session_expiry_s: int = Field(7 * 24 * 3600, description="Session Expiry Interval (MQTT 5), s")
+    water_topics: list[str] = Field(
+        default_factory=lambda: ["wmbusmeters/#=wmbusmeters", "vigie/water/#=native"],
+        description="Topic filter=decoder pairs the ingestor subscribes to (QoS 1)",
+    )
+
+    # --- InfluxDB (v1 HTTP API) -------------------------------------------------------------
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "vigie"
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_retention_policy: str = Field("vigie_raw", description="Retention policy for raw readings")
+    influx_retention_duration: str = Field("INF", description="InfluxQL duration, e.g. 730d or INF")
+    write_batch_size: int = Field(5000, description="Points per /write request at most")
+    write_batch_interval_s: float = Field(1.0, description="Flush a partial batch after this long")
+
+    # --- Relational store -----------------------------------------------------------------
+    database_url: str = Field("sqlite:///vigie.db", description="SQLAlchemy URL for registry and alerts")
+
+    # --- Local state ----------------------------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Spool (disk buffer) and dead-letter store")
+
+    # --- Analytics ------------------------------------------------------------------------
+    timezone: str = "Europe/Paris"
+    leak_check_time: str = Field("06:00", description="Daily J+1 run, local HH:MM")
+    min_coverage: float = Field(0.8, description="Fraction of the day a meter's readings must cover")
+    max_interval_h: float = Field(3.0, description="Longer gaps between readings count as missing data")
+    zero_flow_tolerance_l_per_h: float = Field(0.0, description="Interval flow at or below this is zero")
+    burst_flow_l_per_h: float = Field(500.0, description="Burst rule: flow above this …")
+    burst_min_duration_min: float = Field(30.0, description="… for at least this long")
+    abnormal_period_days: int = Field(7, description="Loi Warsmann check: period length, days")
+    abnormal_history_periods: int = Field(3, description="Comparable past periods needed for an average")
+    abnormal_min_excess_l_per_day: float = Field(100.0, description="Ignore excess below this, L/day")
+
+    # --- Alerts and delivery --------------------------------------------------------------
+    language: str = Field("fr", description="Default message language (fr or en)")
+    water_price_eur_per_m3: float = Field(4.34, description="Tariff used for cost estimates, €/m³")
+    renotify_after_days: int = Field(3, description="Remind an unacknowledged open alert after N days")
+    delivery_max_attempts: int = 6
+    delivery_backoff_s: float = Field(60.0, description="First retry delay; doubles each attempt")
+    registry_file: Path | None = Field(None, description="YAML/CSV registry loaded at start")
+
+    # --- API ------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"VIGIE_MQTT_URL={v!r}: expected mqtt://host[:port] or mqtts://host[:port]")
+        return v
+
+    @field_validator("influx_url")
+    @classmethod
+    def _check_influx_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"VIGIE_INFLUX_URL={v!r}: expected http://host:port")
+        return v.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(v)  # raises ZoneInfoNotFoundError with the name
+        return v
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
+
+    # Parsed views ----------------------------------------------------------------------
+    @property
+    def mqtt_host(self) -> str:
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        parts = urlsplit(self.mqtt_url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlsplit(self.mqtt_url).scheme == "mqtts"
+
+    def topic_decoders(self) -> list[tuple[str, str]]:
+        """``water_topics`` as (topic filter, decoder name) pairs."""
+        pairs = []
+        for item in self.water_topics:
+            topic, sep, decoder = item.rpartition("=")
+            if not sep or not topic or not decoder:
+                raise ValueError(f"VIGIE_WATER_TOPICS item {item!r}: expected 'topic/filter/#=decoder'")
+            pairs.append((topic, decoder))
+        return pairs
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

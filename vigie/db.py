@@ -1,0 +1,35 @@
+"""Relational store for registry and alert state: SQLAlchemy 2, SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Vigie table."""
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the tables created. SQLite gets WAL and a busy timeout so the
+    ingestor, scheduler and API can share one file."""
+    kwargs: dict = {"future": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+    # Import the table modules so create_all sees every table.
+    import vigie.registry  # noqa: F401
+    import vigie.alerts.models  # noqa: F401
+    Base.metadata.create_all(engine)
+    return engine
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)

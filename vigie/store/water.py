@@ -1,0 +1,121 @@
+"""The water schema in InfluxDB (documented in docs/schema.md).
+
+- measurement ``water_reading``: tag ``meter_id``; fields ``index_m3`` (float, m³),
+  ``flow_l_per_h``, ``battery_pct``, ``battery_life_y`` (floats, when the meter gives them),
+  ``alarms`` (string, normalised flags space-separated, "" when none), ``status`` (string, the
+  meter's own status text); timestamp = reading time, precision s. Same meter and second = same
+  point, so a re-delivered reading overwrites itself.
+- measurement ``leak_check``: tags ``meter_id``, ``rule``; fields ``status`` (string: leak, ok,
+  insufficient_data), ``rate_l_per_h``, ``night_flow_l_per_h``, ``volume_l``, ``coverage``
+  (floats), ``detail`` (string); timestamp = local midnight starting the checked day, precision s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from influxdb_client import Point, WritePrecision
+
+from vigie.records import CheckResult, CheckStatus, LeakRule, MeterReading
+from vigie.store.influx import InfluxStore, quote_ident, quote_str, time_literal
+
+READING = "water_reading"
+CHECK = "leak_check"
+
+
+def reading_line(r: MeterReading) -> str:
+    """One reading as a line-protocol line (precision s)."""
+    p = Point(READING).tag("meter_id", r.meter_id).field("index_m3", float(r.index_m3))
+    if r.flow_l_per_h is not None:
+        p.field("flow_l_per_h", float(r.flow_l_per_h))
+    if r.battery_pct is not None:
+        p.field("battery_pct", float(r.battery_pct))
+    if r.battery_life_y is not None:
+        p.field("battery_life_y", float(r.battery_life_y))
+    p.field("alarms", " ".join(r.alarms))
+    if r.status_raw is not None:
+        p.field("status", r.status_raw)
+    p.time(int(r.time.timestamp()), WritePrecision.S)
+    return p.to_line_protocol()
+
+
+def check_line(c: CheckResult, tz: ZoneInfo) -> str:
+    """One check result as a line-protocol line (precision s)."""
+    start = datetime.combine(c.day, time(0), tzinfo=tz)
+    p = (Point(CHECK).tag("meter_id", c.meter_id).tag("rule", str(c.rule))
+         .field("status", str(c.status)).field("detail", c.detail))
+    for name in ("rate_l_per_h", "night_flow_l_per_h", "volume_l", "coverage"):
+        v = getattr(c, name)
+        if v is not None:
+            p.field(name, float(v))
+    p.time(int(start.timestamp()), WritePrecision.S)
+    return p.to_line_protocol()
+
+
+def write_readings(store: InfluxStore, readings: Iterable[MeterReading]) -> None:
+    store.write_lines([reading_line(r) for r in readings], precision="s")
+
+
+def write_checks(store: InfluxStore, results: Iterable[CheckResult], tz: ZoneInfo) -> None:
+    lines = [check_line(c, tz) for c in results]
+    for i in range(0, len(lines), 5000):
+        store.write_lines(lines[i:i + 5000], precision="s")
+
+
+def _meter_filter(meter_ids: Sequence[str] | None) -> str:
+    if not meter_ids:
+        return ""
+    return " AND (" + " OR ".join(f"meter_id = {quote_str(m)}" for m in meter_ids) + ")"
+
+
+def read_indices(store: InfluxStore, start: datetime, end: datetime,
+                 meter_ids: Sequence[str] | None = None, *, with_alarms: bool = False) -> pd.DataFrame:
+    """Readings with ``start <= time < end`` as a frame sorted by meter then time.
+
+    Columns: ``meter_id`` (str), ``time`` (int64 epoch seconds, UTC), ``index_m3`` (float64), and
+    ``alarms`` (str) when ``with_alarms``. Empty frame with those columns when there are none.
+    """
+    cols = "meter_id, index_m3" + (", alarms" if with_alarms else "")
+    q = (f"SELECT {cols} FROM {quote_ident(READING)} WHERE time >= {time_literal(start)} "
+         f"AND time < {time_literal(end)}{_meter_filter(meter_ids)}")
+    df = store.query_csv(q, epoch="s", dtypes={"meter_id": str, "alarms": str})
+    out_cols = ["meter_id", "time", "index_m3"] + (["alarms"] if with_alarms else [])
+    if df.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
+                             zip(out_cols, [str, "int64", "float64", str])})
+    df = df[out_cols].copy()
+    df["time"] = df["time"].astype("int64")
+    df["index_m3"] = df["index_m3"].astype("float64")
+    if with_alarms:
+        df["alarms"] = df["alarms"].fillna("")
+    return df.sort_values(["meter_id", "time"], kind="stable").reset_index(drop=True)
+
+
+def read_checks(store: InfluxStore, first_day: date, last_day: date, tz: ZoneInfo,
+                rules: Sequence[str] | None = None) -> list[CheckResult]:
+    """Stored check results for local days ``first_day..last_day`` inclusive."""
+    start = datetime.combine(first_day, time(0), tzinfo=tz)
+    end = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=tz)
+    rule_filter = ""
+    if rules:
+        rule_filter = " AND (" + " OR ".join(f"rule = {quote_str(r)}" for r in rules) + ")"
+    q = (f"SELECT meter_id, rule, status, rate_l_per_h, night_flow_l_per_h, volume_l, coverage, detail "
+         f"FROM {quote_ident(CHECK)} WHERE time >= {time_literal(start)} AND time < {time_literal(end)}"
+         f"{rule_filter}")
+    df = store.query_csv(q, epoch="s", dtypes={"meter_id": str, "rule": str, "status": str, "detail": str})
+    out = []
+    for row in df.itertuples(index=False):
+        day = datetime.fromtimestamp(int(row.time), tz).date()
+        out.append(CheckResult(
+            meter_id=row.meter_id, day=day, rule=LeakRule(row.rule), status=CheckStatus(row.status),
+            rate_l_per_h=_num(row.rate_l_per_h), night_flow_l_per_h=_num(row.night_flow_l_per_h),
+            volume_l=_num(row.volume_l), coverage=_num(row.coverage),
+            detail="" if pd.isna(row.detail) else str(row.detail)))
+    return out
+
+
+def _num(v) -> float | None:
+    return None if v is None or pd.isna(v) else float(v)
