@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from enum import StrEnum
 
-from sqlalchemy import Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from vigie.db import Base
+from vigie.db import Base, UTCDateTime
 
 
 def utcnow() -> datetime:
@@ -50,12 +50,12 @@ class Alert(Base):
     night_flow_l_per_h: Mapped[float | None] = mapped_column(Float)
     volume_l: Mapped[float | None] = mapped_column(Float)
     detail: Mapped[str] = mapped_column(Text, default="")
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))   # a person id, never a name
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_day: Mapped[date | None] = mapped_column(Date)
-    last_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notifications: Mapped[list["Notification"]] = relationship(back_populates="alert", order_by="Notification.id")
 
     __table_args__ = (
@@ -74,9 +74,9 @@ class Notification(Base):
     reason: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     alert: Mapped[Alert] = relationship(back_populates="notifications")
     attempts_log: Mapped[list["DeliveryAttempt"]] = relationship(back_populates="notification",
@@ -92,7 +92,7 @@ class DeliveryAttempt(Base):
     __tablename__ = "delivery_attempts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     channel: Mapped[str] = mapped_column(String(40))
     outcome: Mapped[str] = mapped_column(String(20))   # sent | failed
     error: Mapped[str | None] = mapped_column(Text)

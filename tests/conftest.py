@@ -79,23 +79,26 @@ class SmtpSink:
     """A real SMTP server (aiosmtpd) on a free loopback port that keeps every message received."""
 
     def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
         self.port = services.free_port()
         self.messages = []
         self._lock = threading.Lock()
         sink = self
 
-        class Handler:
+        class Handler:  # noqa: D401 - aiosmtpd handler protocol
             async def handle_DATA(self, server, session, envelope):
                 msg = message_from_bytes(envelope.content, policy=policy.default)
                 with sink._lock:
                     sink.messages.append((list(envelope.rcpt_tos), msg))
                 return "250 OK"
 
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._handler = Handler()
+        self._controller = None
 
     def start(self) -> "SmtpSink":
+        from aiosmtpd.controller import Controller
+
+        # A new controller each start: aiosmtpd closes its event loop on stop().
+        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
         self._controller.start()
         return self
 

@@ -6,6 +6,7 @@ Every setting is documented in ``docs/configuration.md``; a setting error names 
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -41,8 +42,8 @@ class Settings(BaseSettings):
 
     # --- MQTT -----------------------------------------------------------------------------
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt:// or mqtts://")
-    mqtt_username: str | None = None
-    mqtt_password: SecretStr | None = None
+    mqtt_username: str | None = Field(None, description="Broker user of the ingestor (service account)")
+    mqtt_password: SecretStr | None = Field(None, description="Broker password (secret)")
     mqtt_client_id: str = Field("vigie-ingest", description="Durable session identity of the ingestor")
     mqtt_session_expiry_s: int = Field(7 * 24 * 3600, description="Session Expiry Interval (MQTT 5), s")
     water_topics: list[str] = Field(
@@ -51,10 +52,10 @@ class Settings(BaseSettings):
     )
 
     # --- InfluxDB (v1 HTTP API) -------------------------------------------------------------
-    influx_url: str = "http://127.0.0.1:8086"
-    influx_database: str = "vigie"
-    influx_username: str | None = None
-    influx_password: SecretStr | None = None
+    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL (v1 HTTP API)")
+    influx_database: str = Field("vigie", description="InfluxDB database (2.x: the DBRP-mapped name)")
+    influx_username: str | None = Field(None, description="InfluxDB user, if authentication is on")
+    influx_password: SecretStr | None = Field(None, description="InfluxDB password (secret)")
     influx_retention_policy: str = Field("vigie_raw", description="Retention policy for raw readings")
     influx_retention_duration: str = Field("INF", description="InfluxQL duration, e.g. 730d or INF")
     write_batch_size: int = Field(5000, description="Points per /write request at most")
@@ -67,7 +68,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Spool (disk buffer) and dead-letter store")
 
     # --- Analytics ------------------------------------------------------------------------
-    timezone: str = "Europe/Paris"
+    timezone: str = Field("Europe/Paris", description="IANA zone of the commune: local days, messages")
     leak_check_time: str = Field("06:00", description="Daily J+1 run, local HH:MM")
     min_coverage: float = Field(0.8, description="Fraction of the day a meter's readings must cover")
     max_interval_h: float = Field(3.0, description="Longer gaps between readings count as missing data")
@@ -82,13 +83,18 @@ class Settings(BaseSettings):
     language: str = Field("fr", description="Default message language (fr or en)")
     water_price_eur_per_m3: float = Field(4.34, description="Tariff used for cost estimates, €/m³")
     renotify_after_days: int = Field(3, description="Remind an unacknowledged open alert after N days")
-    delivery_max_attempts: int = 6
+    delivery_max_attempts: int = Field(6, description="Delivery tries before a notification is failed")
     delivery_backoff_s: float = Field(60.0, description="First retry delay; doubles each attempt")
+    delivery_backoff_max_s: float = Field(21600.0, description="Longest retry delay, s")
+    notify_resolved: bool = Field(True, description="Tell residents when a leak alert resolves")
+    public_url: str | None = Field(None, description="Base URL residents reach Vigie at (links in messages)")
     registry_file: Path | None = Field(None, description="YAML/CSV registry loaded at start")
+    smtp_url: str | None = Field(None, description="Apprise e-mail base URL for residents' e-mail "
+                                 "(e.g. mailtos://user:pass@smtp.example.org?from=vigie@commune.example)")
 
     # --- API ------------------------------------------------------------------------------
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_host: str = Field("127.0.0.1", description="API listen address")
+    api_port: int = Field(8000, description="API listen port")
 
     @field_validator("mqtt_url")
     @classmethod
@@ -105,6 +111,17 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"VIGIE_INFLUX_URL={v!r}: expected http://host:port")
         return v.rstrip("/")
+
+    @field_validator("leak_check_time")
+    @classmethod
+    def _check_time(cls, v: str) -> str:
+        try:
+            hour, minute = (int(x) for x in v.split(":"))
+            if not (0 <= hour < 24 and 0 <= minute < 60):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"VIGIE_LEAK_CHECK_TIME={v!r}: expected HH:MM (24 h)") from None
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -143,7 +160,27 @@ class Settings(BaseSettings):
         return pairs
 
 
+def settings_markdown() -> str:
+    """The settings reference (docs/configuration.md), generated from the fields above."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, f in Settings.model_fields.items():
+        default = f.default_factory() if f.default_factory else f.default
+        if isinstance(default, list):
+            default = json.dumps(default)
+        rows.append(f"| `VIGIE_{name.upper()}` | `{default}` | {f.description or ''} |")
+    return ("# Configuration\n\n"
+            "Settings come from environment variables, then from the YAML file named by `VIGIE_CONFIG`\n"
+            "(keys are the lower-case names without the prefix, e.g. `mqtt_url: mqtt://broker:1883`),\n"
+            "then from these defaults. List values in the environment are JSON arrays.\n"
+            "This page is generated: `python -m vigie.config > docs/configuration.md`.\n\n"
+            + "\n".join(rows) + "\n")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

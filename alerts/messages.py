@@ -1,0 +1,297 @@
+"""Texts of the messages sent to residents about a water-leak alert: French by default, English available.
+
+:func:`render` turns an :class:`~vigie.alerts.models.Alert` and the reason of a notification
+(opened / reminder / resolved) into a :class:`Message` (subject + plain-text body) in one language.
+Each message names the meter by its id (never the address), gives the first day the rule fired in
+the language's local date format, the estimated flow (L/h) with what it means per day (L/day) and in
+money per day (€, at ``settings.water_price_eur_per_m3``), what to do, the loi Warsmann right, and
+how to acknowledge the alert.
+
+Numbers and dates are formatted by hand (Babel is not a dependency): French ``4,5 L/h``,
+``15 600 L``, ``0,47 €``, ``1er mars 2026``; English ``4.5 L/h``, ``15,600 L``, ``€0.47``,
+``1 March 2026``.
+
+Loi Warsmann (loi 2011-525 art. 2, décret 2012-1078, code général des collectivités territoriales
+L2224-12-4 and R2224-20-1): when consumption exceeds twice the subscriber's average for an equivalent
+period, the service must inform the subscriber without delay; if the leak is on a pipe after the meter
+(not an appliance, sanitary fitting or heating equipment) and the subscriber sends, within one month,
+a plumber's certificate of its repair, the bill is capped at twice the average consumption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from vigie.alerts.models import Alert, NotificationReason
+from vigie.records import LeakRule
+
+LANGUAGES = ("fr", "en")
+
+_MONTHS = {
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+           "octobre", "novembre", "décembre"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"),
+}
+
+
+class MessageSettings(Protocol):
+    """The settings a message needs (a :class:`vigie.config.Settings` fits)."""
+
+    language: str
+    water_price_eur_per_m3: float
+    burst_min_duration_min: float
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A notification ready to send: ``subject`` (one line) and plain-text ``body``."""
+
+    subject: str
+    body: str
+
+
+def pick_language(person_language: str | None, settings: MessageSettings) -> str:
+    """The person's language if supported, else ``settings.language``, else French."""
+    for lang in (person_language, settings.language):
+        if lang and lang.lower()[:2] in LANGUAGES:
+            return lang.lower()[:2]
+    return "fr"
+
+
+def format_date(day: date, lang: str) -> str:
+    """``14 mars 2026`` / ``1er mars 2026`` in French, ``14 March 2026`` in English."""
+    d = "1er" if lang == "fr" and day.day == 1 else str(day.day)
+    return f"{d} {_MONTHS[lang][day.month - 1]} {day.year}"
+
+
+def format_number(value: float, decimals: int, lang: str) -> str:
+    """Grouped digits with the language's separators (French: narrow no-break space and comma)."""
+    text = f"{value:,.{decimals}f}"
+    if lang == "fr":
+        text = text.replace(",", "\u202f").replace(".", ",")
+    return text
+
+
+def format_rate(l_per_h: float, lang: str) -> str:
+    """A flow in L/h: one decimal below 100 L/h (dropped when zero), whole litres above."""
+    text = format_number(l_per_h, 1 if l_per_h < 100 else 0, lang)
+    for zero in (",0", ".0"):
+        if text.endswith(zero):
+            text = text[: -len(zero)]
+    return f"{text} L/h"
+
+
+def format_litres(litres: float, lang: str) -> str:
+    """A volume in whole litres, with m³ beside it from 1 000 L on."""
+    text = f"{format_number(litres, 0, lang)} L"
+    if litres >= 1000:
+        text += f" ({format_number(litres / 1000, 1, lang)} m³)"
+    return text
+
+
+def format_euros(amount: float, lang: str) -> str:
+    """``0,47 €`` in French, ``€0.47`` in English."""
+    return f"{format_number(amount, 2, lang)} €" if lang == "fr" else f"€{format_number(amount, 2, lang)}"
+
+
+def cost_eur(litres: float, price_eur_per_m3: float) -> float:
+    """Cost of ``litres`` of water at ``price_eur_per_m3``."""
+    return litres / 1000.0 * price_eur_per_m3
+
+
+# --- Texts ------------------------------------------------------------------------------------
+# One table per language; {placeholders} are filled by _fields(). Kept as data so a translator
+# edits one place and both languages stay parallel.
+
+_TEXT = {
+    "fr": {
+        "subject": {
+            LeakRule.CONTINUOUS_FLOW: "Fuite d'eau probable au compteur {meter}",
+            LeakRule.BURST: "Urgent : débit d'eau très élevé au compteur {meter}",
+            LeakRule.ABNORMAL_CONSUMPTION: "Consommation d'eau anormale au compteur {meter}",
+            LeakRule.METER_FLAG: "Votre compteur d'eau {meter} signale une fuite",
+        },
+        "reminder_prefix": "Rappel : ",
+        "resolved_subject": "Fin d'alerte : plus de fuite détectée au compteur {meter}",
+        "hello": "Bonjour,",
+        "what": {
+            LeakRule.CONTINUOUS_FLOW: (
+                "Le service des eaux a détecté une fuite d'eau probable sur votre compteur n° {meter} : "
+                "l'eau n'a jamais cessé de couler, même la nuit, depuis le {first_day}."),
+            LeakRule.BURST: (
+                "Depuis le {first_day}, le service des eaux mesure sur votre compteur n° {meter} un débit "
+                "d'eau très élevé, maintenu pendant au moins {burst_min} minutes. "
+                "Il peut s'agir d'une canalisation rompue."),
+            LeakRule.ABNORMAL_CONSUMPTION: (
+                "Votre consommation d'eau relevée par le compteur n° {meter} depuis le {first_day} "
+                "dépasse le double de votre consommation moyenne pour une période comparable : "
+                "elle est anormale au sens de la loi Warsmann."),
+            LeakRule.METER_FLAG: (
+                "Votre compteur d'eau n° {meter} signale lui-même une fuite depuis le {first_day}."),
+        },
+        "reminder": "Cette alerte n'a pas encore été prise en compte et la fuite est toujours détectée "
+                    "(dernier jour : {last_day}).",
+        "rate": "Débit estimé : {rate}, soit environ {per_day} par jour et {cost} par jour "
+                "(au tarif de {price}/m³).",
+        "volume": "Consommation du {last_day} : {volume}, soit environ {cost} (au tarif de {price}/m³).",
+        "detail": "Détail technique : {detail}",
+        "todo_title": "Que faire ?",
+        "todo_burst_first": "Fermez tout de suite le robinet d'arrêt général, près du compteur.",
+        "todo": (
+            "Fermez tous les robinets et arrêtez les appareils qui utilisent de l'eau (lave-linge, "
+            "lave-vaisselle, arrosage).",
+            "Regardez votre compteur : si ses chiffres ou sa petite roue tournent encore alors que tout "
+            "est fermé, l'eau fuit quelque part.",
+            "Vérifiez la chasse d'eau des toilettes (un filet d'eau qui coule dans la cuvette) et le "
+            "groupe de sécurité du chauffe-eau (de l'eau qui s'écoule en permanence à l'évacuation).",
+            "Si vous ne trouvez pas la fuite, faites appel à un plombier.",
+        ),
+        "warsmann": (
+            "Loi Warsmann : si la fuite vient d'une canalisation située après le compteur (et non d'un "
+            "appareil ménager, d'un équipement sanitaire ou de chauffage), votre facture peut être "
+            "plafonnée au double de votre consommation moyenne. Pour cela, envoyez au service des eaux, "
+            "dans un délai d'un mois, une attestation d'un plombier indiquant que la fuite a été réparée, "
+            "où elle se trouvait et la date de la réparation."),
+        "ack_link": "Pour nous dire que vous vous en occupez (vous ne recevrez plus de rappel), "
+                    "ouvrez {ack_url} et confirmez la prise en compte de l'alerte.",
+        "ack_plain": "Pour nous dire que vous vous en occupez (vous ne recevrez plus de rappel), "
+                     "contactez le service des eaux en indiquant le numéro d'alerte {alert_id}.",
+        "resolved": (
+            "Bonne nouvelle : aucune fuite n'est plus détectée sur votre compteur n° {meter} "
+            "depuis le {resolved_day}. L'alerte n° {alert_id}, ouverte le {first_day}, est close."),
+        "resolved_warsmann": (
+            "Si un plombier a réparé une fuite sur une canalisation après le compteur, pensez à envoyer "
+            "son attestation au service des eaux dans le mois (loi Warsmann) : votre facture pourra être "
+            "plafonnée au double de votre consommation moyenne."),
+        "signature": "Alerte n° {alert_id} — Vigie, service des eaux de votre commune",
+    },
+    "en": {
+        "subject": {
+            LeakRule.CONTINUOUS_FLOW: "Probable water leak at meter {meter}",
+            LeakRule.BURST: "Urgent: very high water flow at meter {meter}",
+            LeakRule.ABNORMAL_CONSUMPTION: "Abnormal water consumption at meter {meter}",
+            LeakRule.METER_FLAG: "Your water meter {meter} reports a leak",
+        },
+        "reminder_prefix": "Reminder: ",
+        "resolved_subject": "All clear: no more leak detected at meter {meter}",
+        "hello": "Hello,",
+        "what": {
+            LeakRule.CONTINUOUS_FLOW: (
+                "The water service has detected a probable leak on your meter no. {meter}: water has "
+                "never stopped flowing, not even at night, since {first_day}."),
+            LeakRule.BURST: (
+                "Since {first_day}, the water service has measured a very high flow on your meter no. "
+                "{meter}, sustained for at least {burst_min} minutes. A pipe may have burst."),
+            LeakRule.ABNORMAL_CONSUMPTION: (
+                "Your water consumption recorded by meter no. {meter} since {first_day} is more than twice "
+                "your average consumption for a comparable period: it is abnormal under the French "
+                "loi Warsmann."),
+            LeakRule.METER_FLAG: "Your water meter no. {meter} has itself been reporting a leak since {first_day}.",
+        },
+        "reminder": "Nobody has acknowledged this alert yet and the leak is still detected "
+                    "(latest day: {last_day}).",
+        "rate": "Estimated flow: {rate}, that is about {per_day} per day and {cost} per day "
+                "(at {price}/m³).",
+        "volume": "Consumption on {last_day}: {volume}, that is about {cost} (at {price}/m³).",
+        "detail": "Technical detail: {detail}",
+        "todo_title": "What to do",
+        "todo_burst_first": "Close the main stopcock near the meter right away.",
+        "todo": (
+            "Close all taps and stop the appliances that use water (washing machine, dishwasher, "
+            "garden watering).",
+            "Look at your meter: if its digits or its small wheel still turn while everything is "
+            "closed, water is leaking somewhere.",
+            "Check the toilet cistern (a trickle running into the bowl) and the water heater's safety "
+            "valve (water running to the drain all the time).",
+            "If you cannot find the leak, call a plumber.",
+        ),
+        "warsmann": (
+            "Loi Warsmann: if the leak is on a pipe after the meter (not an appliance, sanitary fitting or "
+            "heating equipment), your bill can be capped at twice your average consumption. To claim it, "
+            "send the water service, within one month, a plumber's certificate stating that the leak was "
+            "repaired, where it was and the date of the repair."),
+        "ack_link": "To tell us you are dealing with it (you will get no more reminders), open {ack_url} "
+                    "and acknowledge the alert.",
+        "ack_plain": "To tell us you are dealing with it (you will get no more reminders), contact the "
+                     "water service and quote alert number {alert_id}.",
+        "resolved": (
+            "Good news: no leak has been detected on your meter no. {meter} since {resolved_day}. "
+            "Alert no. {alert_id}, opened on {first_day}, is closed."),
+        "resolved_warsmann": (
+            "If a plumber repaired a leak on a pipe after the meter, remember to send their certificate "
+            "to the water service within one month (loi Warsmann): your bill can then be capped at twice "
+            "your average consumption."),
+        "signature": "Alert no. {alert_id} — Vigie, your municipality's water service",
+    },
+}
+
+
+def ack_url(public_url: str | None, alert_id: int) -> str | None:
+    """The page where a resident acknowledges an alert: ``{public_url}/alerts/{id}``, or None."""
+    return f"{public_url.rstrip('/')}/alerts/{alert_id}" if public_url else None
+
+
+def _fields(alert: Alert, lang: str, settings: MessageSettings) -> dict[str, str]:
+    price = settings.water_price_eur_per_m3
+    fields = {
+        "meter": alert.meter_id,
+        "alert_id": str(alert.id),
+        "first_day": format_date(alert.first_day, lang),
+        "last_day": format_date(alert.last_day, lang),
+        "resolved_day": format_date(alert.resolved_day or alert.last_day, lang),
+        "burst_min": format_number(settings.burst_min_duration_min, 0, lang),
+        "price": format_euros(price, lang),
+        "detail": alert.detail or "",
+    }
+    if alert.rate_l_per_h is not None:
+        per_day = alert.rate_l_per_h * 24
+        fields.update(rate=format_rate(alert.rate_l_per_h, lang), per_day=format_litres(per_day, lang),
+                      cost=format_euros(cost_eur(per_day, price), lang))
+    elif alert.volume_l is not None:
+        fields.update(volume=format_litres(alert.volume_l, lang),
+                      cost=format_euros(cost_eur(alert.volume_l, price), lang))
+    return fields
+
+
+def render(alert: Alert, reason: NotificationReason | str, lang: str, settings: MessageSettings,
+           public_url: str | None = None) -> Message:
+    """The message telling a resident about ``alert`` for ``reason``, in ``lang`` (``fr``/``en``).
+
+    ``public_url`` (the web address residents reach Vigie at) gives an acknowledgement link; without
+    it the message asks them to contact the water service with the alert number.
+    Raises ``ValueError`` for an unknown language, rule kind or reason.
+    """
+    if lang not in _TEXT:
+        raise ValueError(f"unsupported message language {lang!r}; expected one of {LANGUAGES}")
+    t = _TEXT[lang]
+    reason = NotificationReason(reason)
+    rule = LeakRule(alert.kind)
+    f = _fields(alert, lang, settings)
+
+    if reason is NotificationReason.RESOLVED:
+        subject = t["resolved_subject"].format(**f)
+        paragraphs = [t["hello"], t["resolved"].format(**f), t["resolved_warsmann"]]
+    else:
+        subject = t["subject"][rule].format(**f)
+        paragraphs = [t["hello"], t["what"][rule].format(**f)]
+        if reason is NotificationReason.REMINDER:
+            subject = t["reminder_prefix"] + subject
+            paragraphs.append(t["reminder"].format(**f))
+        if "rate" in f:
+            paragraphs.append(t["rate"].format(**f))
+        elif "volume" in f:
+            paragraphs.append(t["volume"].format(**f))
+        if alert.detail:
+            paragraphs.append(t["detail"].format(**f))
+        steps = list(t["todo"])
+        if rule is LeakRule.BURST:
+            steps.insert(0, t["todo_burst_first"])
+        paragraphs.append(t["todo_title"] + "\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1)))
+        paragraphs.append(t["warsmann"])
+        url = ack_url(public_url, alert.id)
+        paragraphs.append(t["ack_link"].format(ack_url=url) if url else t["ack_plain"].format(**f))
+    paragraphs.append(t["signature"].format(**f))
+    return Message(subject=subject, body="\n\n".join(paragraphs) + "\n")

@@ -1,0 +1,68 @@
+"""Response and request bodies of the HTTP API (pydantic models; the OpenAPI schema comes from them)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class MeterOut(BaseModel):
+    id: str
+    household_id: str | None
+    driver: str | None
+    open_alerts: int = Field(description="Alerts of this meter not yet resolved")
+
+
+class ConsumptionPoint(BaseModel):
+    start: datetime = Field(description="Bucket start, local time with offset")
+    volume_l: float | None = Field(description="Consumption in the bucket, L; null where no data covers it")
+    coverage: float = Field(description="Fraction of the bucket covered by readings, 0–1")
+
+
+class ConsumptionOut(BaseModel):
+    meter_id: str
+    resolution: Literal["hour", "day"]
+    timezone: str
+    points: list[ConsumptionPoint]
+
+
+class AlertOut(BaseModel):
+    id: int
+    meter_id: str
+    household_id: str | None
+    kind: str
+    status: str
+    first_day: date
+    last_day: date
+    rate_l_per_h: float | None
+    night_flow_l_per_h: float | None
+    volume_l: float | None
+    detail: str
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_day: date | None
+
+    model_config = {"from_attributes": True}
+
+
+class AckIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64, description="Id of the person acknowledging (not a name)")
+
+
+class ComponentHealth(BaseModel):
+    ok: bool
+    detail: str = ""
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    influxdb: ComponentHealth
+    broker: ComponentHealth
+    database: ComponentHealth
+    ingest_pending: int | None = Field(None, description="Readings spooled on disk, not yet in InfluxDB")
+    ingest_received: int | None = None
+    dead_letters: int | None = None

@@ -1,0 +1,243 @@
+"""J+1 leak check at fleet scale: compute cost against two baselines, then read + compute end to end.
+
+    python benchmarks/bench_leaks.py [--meters 100000 --hours 48] [--loop-meters 2000] [--no-influx]
+
+Synthetic fleet: ``--meters`` meters × ``--hours`` hourly indices centred on one local day
+(households with zero-use night hours, 5 % with a 2–20 L/h leak, a few bursts and meter flags).
+
+Compute (same frame, best of ``--repeat``):
+  (a) ``detect_leaks`` — the four rules, ids, sort check, dedup, DST-aware day, from the frame
+      ``read_indices`` returns;
+  (b) a per-meter pandas loop (``groupby`` then diff and min per meter, the continuous-flow rule
+      only), timed on ``--loop-meters`` meters and extrapolated linearly to the fleet;
+  (c) bare numpy on the same values already laid out as a meters × hours array (diff, min, any,
+      sums): the arithmetic floor, without ids, sorting or per-meter bookkeeping.
+
+End to end (skipped with ``--no-influx``): the rows are written to InfluxDB (``VIGIE_INFLUX_URL``
+if set, a throw-away database there; otherwise a private influxd started with tests/services.py),
+then ``run_leak_check`` is timed phase by phase beside a raw read of the same SELECT (chunked CSV
+over HTTP into bytes, no parsing) and a bare ``pandas.read_csv`` of those bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from time import perf_counter
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from vigie.analytics.intervals import local_midnight
+from vigie.analytics.job import check_day, read_history, read_window, run_leak_check
+from vigie.analytics.leaks import LeakParams, detect_leaks, to_check_results
+from vigie.config import Settings
+from vigie.records import LeakRule
+from vigie.store import InfluxStore
+from vigie.store.water import READING, write_checks
+
+TZ = ZoneInfo("Europe/Paris")
+DAY = date(2026, 6, 10)
+
+
+def make_fleet(meters: int, hours: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(readings frame as read_indices returns it, meters × readings index array (m³), times)."""
+    rng = np.random.default_rng(seed)
+    t = local_midnight(DAY, TZ) - (hours - 24) // 2 * 3600 + 3600 * np.arange(hours + 1, dtype=np.int64)
+    local_h = pd.to_datetime(t[:-1], unit="s", utc=True).tz_convert(TZ).hour.to_numpy()
+    p_use = np.where((local_h >= 7) & (local_h < 23), 0.6, 0.08)
+    use = rng.exponential(25.0, (meters, hours)) * (rng.random((meters, hours)) < p_use)
+    leak = rng.random(meters) < 0.05
+    use += np.where(leak, rng.uniform(2, 20, meters), 0.0)[:, None]
+    burst = rng.random(meters) < 0.002
+    use[burst, hours // 2] += 800.0
+    litres = np.concatenate([np.zeros((meters, 1)), np.cumsum(use, axis=1)], axis=1)
+    index = np.round(rng.uniform(10, 5000, meters)[:, None] + litres / 1000.0, 3)  # 1 L resolution
+    ids = np.array([f"{i:08x}" for i in range(meters)], dtype=object)
+    alarms = np.full(index.size, "", dtype=object)
+    alarms[rng.random(index.size) < 0.0005] = "LEAK"
+    frame = pd.DataFrame({"meter_id": pd.Series(np.repeat(ids, hours + 1), dtype=str),
+                          "time": np.tile(t, meters), "index_m3": index.ravel(),
+                          "alarms": pd.Series(alarms, dtype=str)})
+    return frame, index, t
+
+
+def best_of(n: int, fn) -> float:
+    times = []
+    for _ in range(n):
+        a = perf_counter()
+        fn()
+        times.append(perf_counter() - a)
+    return min(times)
+
+
+def pandas_loop(df: pd.DataFrame, ds: int, de: int) -> pd.DataFrame:
+    """Baseline (b): the continuous-flow rule meter by meter."""
+    out = []
+    for mid, g in df.groupby("meter_id", sort=False):
+        g = g.sort_values("time")
+        rate = g["index_m3"].diff() * 1000.0 / (g["time"].diff() / 3600.0)
+        in_day = (g["time"] > ds) & (g["time"].shift() < de)
+        r = rate[in_day]
+        out.append((mid, r.min(), bool((r <= 0).any())))
+    return pd.DataFrame(out, columns=["meter_id", "min_rate", "zero"])
+
+
+def numpy_floor(index: np.ndarray, t: np.ndarray, ds: int, de: int, night: tuple[int, int]) -> dict:
+    """Baseline (c): the same arithmetic on a dense meters × readings array."""
+    rate = np.diff(index, axis=1) * 1000.0 / (np.diff(t) / 3600.0)
+    s, e = t[:-1], t[1:]
+    day = (e > ds) & (s < de)
+    r = rate[:, day]
+    overlap = (np.minimum(e, de) - np.maximum(s, ds)).clip(0) / 3600.0
+    nov = (np.minimum(e, night[1]) - np.maximum(s, night[0])).clip(0) / 3600.0
+    return {"min": r.min(axis=1), "zero": (r <= 0).any(axis=1), "volume": rate @ overlap,
+            "night": rate @ nov / nov.sum(), "burst": (r > 500).any(axis=1)}
+
+
+def compute_section(args, df, index, t) -> list[tuple[str, float, str]]:
+    params = LeakParams()
+    ds, de = local_midnight(DAY, TZ), local_midnight(DAY + timedelta(days=1), TZ)
+    night = (local_midnight(DAY, TZ) + 2 * 3600, local_midnight(DAY, TZ) + 5 * 3600)
+    ta = best_of(args.repeat, lambda: detect_leaks(df, DAY, TZ, params))
+    n_loop = min(args.loop_meters, args.meters)
+    sub = df[df["meter_id"].isin(df["meter_id"].unique()[:n_loop])]
+    tb_sub = best_of(1, lambda: pandas_loop(sub, ds, de))
+    tb = tb_sub * args.meters / n_loop
+    tc = best_of(args.repeat, lambda: numpy_floor(index, t, ds, de, night))
+    res = detect_leaks(df, DAY, TZ, params)
+    tconv = best_of(1, lambda: to_check_results(res))
+    counts = res[res.status == "leak"].groupby("rule").size().to_dict()
+    print(f"\nleaks found: {counts}")
+    extrap = "" if n_loop == args.meters else f" (timed on {n_loop} meters, ×{args.meters / n_loop:g})"
+    return [("(a) detect_leaks, 4 rules", ta, ""),
+            ("(b) per-meter pandas loop, continuous flow only", tb, f"{tb / ta:,.0f}× (a){extrap}"),
+            ("(c) bare numpy on meters × hours array", tc, f"(a) = {ta / tc:.1f}× (c)"),
+            ("    to_check_results (frame → records)", tconv, f"{len(res):,} records")]
+
+
+def line_protocol(df: pd.DataFrame) -> list[str]:
+    # The schema of vigie.store.water.reading_line, built in bulk (Point per row would dominate).
+    idx = df["index_m3"].to_numpy().tolist()
+    return [f'{READING},meter_id={m} alarms="{a}",index_m3={v!r} {t}'
+            for m, a, v, t in zip(df["meter_id"].tolist(), df["alarms"].tolist(), idx, df["time"].tolist())]
+
+
+def influx_section(args, df) -> list[tuple[str, float, str]]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import services
+
+    svc, url = None, os.environ.get("VIGIE_INFLUX_URL")
+    if not url:
+        svc = services.influxdb(Path(tempfile.mkdtemp(prefix="bench-influxd-"))).start()
+        services.wait_influx_ready(svc)
+        url = services.influx_url(svc)
+    store = InfluxStore(url, f"bench_leaks_{uuid.uuid4().hex[:8]}", retention_policy="vigie_raw", timeout=600)
+    rows: list[tuple[str, float, str]] = []
+    try:
+        store.ensure_database("INF")
+        a = perf_counter()
+        lines = line_protocol(df)
+        for i in range(0, len(lines), 20_000):
+            store.write_lines(lines[i:i + 20_000])
+        rows.append(("write readings (line protocol, 20k/POST)", perf_counter() - a, f"{len(lines):,} points"))
+        del lines
+
+        settings = Settings(timezone=str(TZ), influx_url=url)
+        params = LeakParams.from_settings(settings)
+        readings = None
+
+        def do_read():
+            nonlocal readings
+            readings = read_window(store, DAY, TZ, params)
+
+        t_read = best_of(args.repeat, do_read)
+        q = store_query(params)
+        raw: dict = {}
+        t_raw = best_of(args.repeat, lambda: raw.update(body=raw_get(store, q)))
+        t_parse = best_of(args.repeat, lambda: pd.read_csv(__import__("io").BytesIO(raw["body"]),
+                                                           dtype={"meter_id": str, "tags": str, "alarms": str}))
+        t_hist = best_of(1, lambda: read_history(store, DAY - timedelta(days=params.history_days),
+                                                 DAY - timedelta(days=1), TZ))
+        t_comp = best_of(args.repeat, lambda: detect_leaks(readings, DAY, TZ, params))
+        frame = check_day(store, DAY, TZ, params)
+        records = to_check_results(frame)
+        t_write = best_of(1, lambda: write_checks(store, records, TZ))
+        t_total = best_of(1, lambda: run_leak_check(store, DAY, settings))
+        n = len(readings)
+        rows += [
+            ("raw read: chunked CSV GET into bytes", t_raw, f"{n:,} rows, {len(raw['body']) / 1e6:.0f} MB"),
+            ("raw read + pandas.read_csv of the bytes", t_raw + t_parse, f"parse alone {t_parse:.2f} s"),
+            ("read_window (read_indices, alarms)", t_read, f"{t_read / (t_raw + t_parse):.2f}× raw+parse"),
+            ("read_history (27 days of stored checks)", t_hist, "empty store here"),
+            ("detect_leaks on the read frame", t_comp, ""),
+            ("write_checks (results as line protocol)", t_write, f"{len(records):,} points"),
+            ("run_leak_check total", t_total, "read + history + compute + records + write"),
+        ]
+        stored = store.query_json(f'SELECT count("status") FROM "leak_check" WHERE rule = '
+                                  f"'{LeakRule.CONTINUOUS_FLOW}'")
+        rows.append(("stored continuous_flow results", float("nan"), str(stored[0]["values"][0][1])))
+    finally:
+        store.execute(f'DROP DATABASE "{store.database}"')
+        store.close()
+        if svc is not None:
+            svc.stop()
+    return rows
+
+
+def store_query(params: LeakParams) -> str:
+    """The SELECT read_indices issues for the day's window."""
+    from datetime import datetime, time
+
+    from vigie.store.influx import time_literal
+    margin = timedelta(hours=params.max_interval_h)
+    start = datetime.combine(DAY, time(0), tzinfo=TZ) - margin
+    end = datetime.combine(DAY + timedelta(days=1), time(0), tzinfo=TZ) + margin
+    return (f'SELECT meter_id, index_m3, alarms FROM "{READING}" WHERE time >= {time_literal(start)} '
+            f"AND time < {time_literal(end)}")
+
+
+def raw_get(store: InfluxStore, q: str) -> bytes:
+    import httpx
+
+    params = {"db": store.database, "q": q, "epoch": "s", "chunked": "true", "chunk_size": "100000",
+              "rp": store.retention_policy}
+    with httpx.Client(base_url=store.url, timeout=600) as http:
+        with http.stream("GET", "/query", params=params, headers={"Accept": "application/csv"}) as r:
+            r.raise_for_status()
+            return b"".join(r.iter_bytes())
+
+
+def table(title: str, rows: list[tuple[str, float, str]]) -> None:
+    print(f"\n{title}")
+    print(f"{'step':<52} {'seconds':>9}  note")
+    for name, secs, note in rows:
+        print(f"{name:<52} {secs:>9.3f}  {note}" if secs == secs else f"{name:<52} {'':>9}  {note}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--meters", type=int, default=100_000)
+    ap.add_argument("--hours", type=int, default=48)
+    ap.add_argument("--loop-meters", type=int, default=2000, help="meters timed in the pandas loop baseline")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-influx", action="store_true", help="compute section only")
+    args = ap.parse_args()
+    a = perf_counter()
+    df, index, t = make_fleet(args.meters, args.hours)
+    print(f"fleet: {args.meters:,} meters × {args.hours} h hourly = {len(df):,} readings "
+          f"(built in {perf_counter() - a:.1f} s); {os.cpu_count()} CPUs; numpy {np.__version__}, "
+          f"pandas {pd.__version__}")
+    table("compute (J+1, one local day)", compute_section(args, df, index, t))
+    if not args.no_influx:
+        table("end to end against InfluxDB", influx_section(args, df))
+
+
+if __name__ == "__main__":
+    main()

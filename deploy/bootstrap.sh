@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One-time setup on a Debian machine (as root): Mosquitto and InfluxDB 1.x from Debian's packages,
+# a virtual environment in .venv with Vigie installed, and both services started on loopback.
+# Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v influxd >/dev/null 2>&1 || need+=(influxdb)
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+bash deploy/start-services.sh
+echo "ready: . .venv/bin/activate"

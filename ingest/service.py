@@ -1,0 +1,317 @@
+"""The ingestor: MQTT → decoders → registry check → spool (group commit) → acknowledgements,
+and the spool writer → InfluxDB. Documented in ``ingest/README.md``.
+
+Message path:
+
+1. paho's network thread receives a message and :meth:`Ingestor._on_message` picks the decoder of
+   the first matching topic filter (``settings.topic_decoders()``), decodes it and checks the meter
+   ids against the registry; the outcome (readings, a dead letter, or "status message, ignore")
+   goes on a queue.
+2. The commit thread takes everything queued, appends all readings to the spool in one SQLite
+   transaction and all dead letters to the dead-letter file (both fsync'd), then acknowledges
+   the messages in arrival order. A message is thus acknowledged only once it is on disk.
+3. The spool writer sends the spool to InfluxDB in batches and removes what was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+from paho.mqtt.client import topic_matches_sub
+from sqlalchemy.orm import sessionmaker
+
+from vigie.ingest.deadletter import FILE_NAME as DEAD_LETTER_FILE
+from vigie.ingest.deadletter import DeadLetterStore, StoredDeadLetter
+from vigie.ingest.decoders import DecodeError, Decoder, get_decoder
+from vigie.ingest.directory import MeterDirectory
+from vigie.ingest.mqtt import DurableSubscriber, InboundMessage
+from vigie.ingest.spool import FILE_NAME as SPOOL_FILE
+from vigie.ingest.spool import Spool
+from vigie.ingest.writer import SpoolWriter
+from vigie.records import MeterReading
+from vigie.store.influx import InfluxStore
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 5000           # messages per group commit at most
+COMMIT_RETRY_MAX_S = 30.0  # back-off cap when the disk refuses a commit
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStats:
+    """Counters since :meth:`Ingestor.start` (messages are MQTT messages, readings are meter readings).
+
+    - ``received``: messages delivered by the broker (QoS 0 and 1, retained included);
+    - ``ignored``: gateway status messages (wmbusmeters ``bridge/state``, ``online``/``offline``);
+    - ``stored``: readings committed to the spool; ``dead_letters``: dead letters by reason kind
+      (messages refused at ingest, readings refused by InfluxDB);
+    - ``written``: readings written to InfluxDB; ``pending``: readings in the spool now;
+    - ``commits``: group commits, ``max_commit_group``: most messages acknowledged by one commit;
+    - ``connected``: MQTT session up; ``store_available``: False during an InfluxDB outage.
+    """
+
+    received: int = 0
+    ignored: int = 0
+    stored: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    written: int = 0
+    pending: int = 0
+    commits: int = 0
+    max_commit_group: int = 0
+    connected: bool = False
+    store_available: bool = True
+
+    @property
+    def dead_letters_total(self) -> int:
+        return sum(self.dead_letters.values())
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["dead_letters_total"] = self.dead_letters_total
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What became of one message, waiting for the group commit."""
+
+    message: InboundMessage
+    readings: list[MeterReading]
+    dead_letter: StoredDeadLetter | None = None
+    ignored: bool = False
+
+
+_STOP = object()
+
+
+class Ingestor:
+    """MQTT → InfluxDB ingest with a durable spool and a dead-letter store under ``settings.data_dir``.
+
+    ``sessions``: sessionmaker of the relational store (the registry of known meters);
+    ``accept_unknown=True`` skips the registry check (then ``sessions`` may be None).
+    ``max_backoff_s``: cap of the InfluxDB retry back-off. Raises :class:`ValueError` at
+    construction when a configured decoder name is unknown.
+    """
+
+    def __init__(self, settings, store: InfluxStore, sessions: sessionmaker | None, *,
+                 accept_unknown: bool = False, max_backoff_s: float = 30.0) -> None:
+        self.settings = settings
+        self.store = store
+        try:
+            self._routes: list[tuple[str, Decoder]] = [(f, get_decoder(name)) for f, name in settings.topic_decoders()]
+        except KeyError as exc:
+            raise ValueError(f"VIGIE_WATER_TOPICS: {exc.args[0]}") from None
+        self.directory = MeterDirectory(sessions, accept_unknown=accept_unknown)
+        self.max_backoff_s = max_backoff_s
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._received = self._ignored = self._stored = self._commits = self._max_group = 0
+        self._in_flight = 0          # messages handed to the commit thread, not yet committed
+        self._last_message = 0.0     # monotonic time of the last message
+        self._closing = False
+        self._kinds_logged: set[str] = set()
+        self._started = False
+        self.spool: Spool | None = None
+        self.dead_letters: DeadLetterStore | None = None
+        self._writer: SpoolWriter | None = None
+        self._mqtt: DurableSubscriber | None = None
+        self._committer: threading.Thread | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the spool and dead-letter store, start the writer and commit threads and connect
+        to the broker (in the background: a broker or InfluxDB that is down is retried)."""
+        if self._started:
+            raise RuntimeError("Ingestor already started")
+        self._started = True
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(data_dir / SPOOL_FILE)
+        self.dead_letters = DeadLetterStore(data_dir / DEAD_LETTER_FILE)
+        self._writer = SpoolWriter(self.spool, self.store, self.dead_letters,
+                                   batch_size=self.settings.write_batch_size,
+                                   interval_s=self.settings.write_batch_interval_s,
+                                   retention_duration=self.settings.influx_retention_duration,
+                                   max_backoff_s=self.max_backoff_s)
+        if self.spool.pending():
+            log.info("spool holds %d reading(s) from an earlier run; writing them first", self.spool.pending())
+        self._writer.start()
+        self._committer = threading.Thread(target=self._commit_loop, name="vigie-ingest-commit", daemon=True)
+        self._committer.start()
+        self._mqtt = DurableSubscriber(self.settings, [f for f, _ in self._routes], self._on_message)
+        self._mqtt.start()
+        log.info("ingest started: topics %s; data in %s",
+                 ", ".join(f"{f}={d.name}" for f, d in self._routes), data_dir)
+
+    def stop(self, flush_timeout_s: float = 10.0) -> None:
+        """Graceful stop: commit and acknowledge what was received, disconnect (the broker keeps
+        the session and queues for the next start), write the spool to InfluxDB for at most
+        ``flush_timeout_s`` (what is left stays in the spool), close the files."""
+        if not self._started or self._committer is None:
+            return
+        self._closing = True  # messages still arriving are not acknowledged: the broker re-sends them
+        self._queue.put(_STOP)
+        self._committer.join()
+        self._mqtt.stop()
+        self._writer.stop(flush_timeout_s)
+        left = self.spool.pending()
+        self.spool.close()
+        self.dead_letters.close()
+        self._committer = None
+        log.info("ingest stopped%s", f"; {left} reading(s) left in the spool for the next start" if left else "")
+
+    @property
+    def connected(self) -> bool:
+        return self._mqtt is not None and self._mqtt.connected
+
+    def stats(self) -> IngestStats:
+        with self._lock:
+            return IngestStats(
+                received=self._received, ignored=self._ignored, stored=self._stored,
+                dead_letters=self.dead_letters.counts() if self.dead_letters else {},
+                written=self._writer.written if self._writer else 0,
+                pending=self.spool.pending() if self.spool else 0,
+                commits=self._commits, max_commit_group=self._max_group,
+                connected=self.connected,
+                store_available=self._writer.available if self._writer else True)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the broker has acknowledged the subscriptions; False on timeout."""
+        return self._mqtt is not None and self._mqtt.subscribed.wait(timeout)
+
+    def wait_idle(self, timeout: float, quiet_s: float = 1.0) -> bool:
+        """Wait until the session is subscribed, no message has arrived for ``quiet_s`` (counted
+        from the subscription at the earliest), every received message is committed and the spool
+        is empty (all in InfluxDB). False on timeout.
+
+        "Quiet" cannot see messages the broker has not sent yet: a backlog queued for the durable
+        session arrives right after connecting, but to wait for messages still being published,
+        compare :meth:`stats` counters instead."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._idle(quiet_s):
+                return True
+            time.sleep(0.05)
+        return self._idle(quiet_s)
+
+    def _idle(self, quiet_s: float) -> bool:
+        if self._mqtt is None or not self._mqtt.subscribed.is_set():
+            return False
+        with self._lock:
+            last = max(self._last_message, self._mqtt.subscribed_at)
+            quiet = time.monotonic() - last >= quiet_s and self._in_flight == 0
+        return quiet and self.spool.pending() == 0
+
+    # -- network thread ------------------------------------------------------------------------
+    def _on_message(self, msg: InboundMessage) -> None:
+        with self._lock:
+            self._received += 1
+            self._last_message = time.monotonic()
+            if self._closing:
+                return
+            self._in_flight += 1
+        self._queue.put(self._decode(msg))
+
+    def _decoder_for(self, topic: str) -> Decoder | None:
+        for topic_filter, decoder in self._routes:
+            if topic_matches_sub(_unshared(topic_filter), topic):
+                return decoder
+        return None
+
+    def _decode(self, msg: InboundMessage) -> _Outcome:
+        decoder = self._decoder_for(msg.topic)
+        if decoder is None:
+            return self._refuse(msg, None, "no_decoder: no topic filter of VIGIE_WATER_TOPICS matches this topic")
+        try:
+            readings = decoder.decode(msg.topic, msg.payload, msg.received_at)
+        except DecodeError as exc:
+            return self._refuse(msg, decoder.name, f"{exc.kind}: {exc}")
+        except Exception as exc:  # a decoder bug must not lose the message
+            log.exception("decoder %s failed", decoder.name)
+            return self._refuse(msg, decoder.name, f"decoder_error: {type(exc).__name__}: {exc}")
+        if not readings:
+            return _Outcome(msg, [], ignored=True)
+        unknown = self.directory.unknown(r.meter_id for r in readings)
+        if not unknown:
+            return _Outcome(msg, readings)
+        known = [r for r in readings if r.meter_id not in unknown]
+        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        out = self._refuse(msg, decoder.name, f"unknown_meter: not in the registry: {shown}"
+                           + (f" ({len(known)} reading(s) of known meters stored)" if known else ""))
+        return _Outcome(msg, known, out.dead_letter)
+
+    def _refuse(self, msg: InboundMessage, decoder: str | None, reason: str) -> _Outcome:
+        kind = reason.split(":", 1)[0]
+        if kind not in self._kinds_logged:
+            self._kinds_logged.add(kind)
+            log.warning("dead letter (first of its kind; later ones at DEBUG): %s", reason)
+        else:
+            log.debug("dead letter: %s", reason)
+        dl = StoredDeadLetter.from_message(msg.topic, msg.payload, reason, msg.received_at, decoder)
+        return _Outcome(msg, [], dl)
+
+    # -- commit thread -------------------------------------------------------------------------
+    def _commit_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group, stop_after = [first], False
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop_after = True
+                    break
+                group.append(item)
+            if self._commit(group):
+                acked = self._mqtt.ack(o.message for o in group)
+                log.debug("committed %d message(s), %d acknowledged", len(group), acked)
+                self._writer.notify()
+            with self._lock:
+                self._in_flight -= len(group)
+            if stop_after:
+                return
+
+    def _commit(self, group: list[_Outcome]) -> bool:
+        """Spool the group's readings and file its dead letters (each fsync'd once). Retries a
+        failing disk with back-off; False when stopping before it succeeded (nothing acknowledged)."""
+        readings = [r for o in group for r in o.readings]
+        letters = [o.dead_letter for o in group if o.dead_letter is not None]
+        spooled = filed = False
+        backoff = 0.5
+        while True:
+            try:
+                if not spooled:
+                    self.spool.append(readings)
+                    spooled = True
+                if not filed:
+                    self.dead_letters.append(letters)
+                    filed = True
+                break
+            except Exception:
+                log.exception("cannot commit %d message(s) to disk; retrying in %.0f s", len(group), backoff)
+                if self._closing:
+                    return False
+                time.sleep(backoff)
+                backoff = min(backoff * 2, COMMIT_RETRY_MAX_S)
+        with self._lock:
+            self._stored += len(readings)
+            self._ignored += sum(o.ignored for o in group)
+            self._commits += 1
+            self._max_group = max(self._max_group, len(group))
+        return True
+
+
+def _unshared(topic_filter: str) -> str:
+    """The filter without an MQTT 5 shared-subscription prefix (``$share/<group>/…``)."""
+    if topic_filter.startswith("$share/"):
+        parts = topic_filter.split("/", 2)
+        return parts[2] if len(parts) == 3 else topic_filter
+    return topic_filter

@@ -1,0 +1,206 @@
+"""The spool writer: a thread that drains the spool to InfluxDB, oldest reading first.
+
+Batching (as Telegraf's ``metric_batch_size``/``flush_interval``): a write goes out as soon as
+``batch_size`` readings wait, or ``interval_s`` after readings started waiting.
+
+Failures (:mod:`vigie.store.influx` errors):
+
+- :class:`StoreUnavailable` (unreachable, 5xx): the batch stays in the spool and is retried with
+  exponential back-off (``initial_backoff_s`` doubling up to ``max_backoff_s``); one warning when
+  the outage starts, one line when it ends.
+- :class:`StoreRejected` for points (400 bad point or field type conflict, 413 too large, 422
+  outside retention): the batch is bisected until the refused readings are isolated; the others
+  are written and the refused ones go to the dead-letter store with InfluxDB's message.
+- :class:`StoreRejected` not about points (401/403 credentials, 404 database missing): a
+  configuration fault, retried with back-off like an outage, logged as an error.
+
+Readings leave the spool only after InfluxDB accepted them (or they were dead-lettered), so a
+crash re-sends at most the batch in flight; InfluxDB overwrites a point with the same
+measurement, tags and timestamp, so that re-send leaves one point per reading.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from datetime import datetime, timezone
+
+from vigie.ingest.deadletter import DeadLetterStore, StoredDeadLetter
+from vigie.ingest.spool import Spool
+from vigie.records import MeterReading
+from vigie.store.influx import InfluxStore, StoreRejected, StoreUnavailable
+from vigie.store.water import reading_line
+
+log = logging.getLogger(__name__)
+
+# HTTP statuses by which InfluxDB (1.x, 2.x v1 API) refuses points rather than the request.
+POINT_REJECTIONS = {400, 413, 422}
+_STATUS = re.compile(r"\((\d{3})\)")
+
+
+class _Stopped(Exception):
+    """The writer was asked to stop while waiting to retry."""
+
+
+class SpoolWriter:
+    """Drains ``spool`` into ``store`` on a background thread.
+
+    ``retention_duration``: when given, the database and retention policy are ensured
+    (:meth:`InfluxStore.ensure_database`) before the first write, retried like a write.
+    """
+
+    def __init__(self, spool: Spool, store: InfluxStore, dead_letters: DeadLetterStore, *,
+                 batch_size: int = 5000, interval_s: float = 1.0, retention_duration: str | None = None,
+                 initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0) -> None:
+        self.spool = spool
+        self.store = store
+        self.dead_letters = dead_letters
+        self.batch_size = max(1, batch_size)
+        self.interval_s = interval_s
+        self.retention_duration = retention_duration
+        self.initial_backoff_s = initial_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.written = 0
+        self.rejected = 0
+        self.available = True
+        self._db_ready = retention_duration is None
+        self._cond = threading.Condition()
+        self._stop_deadline: float | None = None
+        self._thread = threading.Thread(target=self._run, name="vigie-spool-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Readings were appended to the spool."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def stop(self, flush_timeout_s: float = 10.0) -> None:
+        """Write what the spool holds (for at most ``flush_timeout_s``; not at all while InfluxDB
+        is unavailable — the readings stay in the spool for the next start), then end the thread."""
+        with self._cond:
+            self._stop_deadline = time.monotonic() + flush_timeout_s
+            self._cond.notify_all()
+        self._thread.join()
+
+    # -- thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while self._wait_for_batch():
+            try:
+                self._deliver(self.spool.peek(self.batch_size))
+            except _Stopped:
+                return
+            except Exception:  # a spool or dead-letter fault: keep the readings, try again later
+                log.exception("spool writer error; retrying")
+                try:
+                    self._pause(self.max_backoff_s)
+                except _Stopped:
+                    return
+
+    def _stopping(self) -> bool:
+        return self._stop_deadline is not None
+
+    def _wait_for_batch(self) -> bool:
+        """Block until a batch is due; False when the thread should end."""
+        due: float | None = None
+        with self._cond:
+            while True:
+                n = self.spool.pending()
+                if self._stopping():
+                    return n > 0 and time.monotonic() < self._stop_deadline
+                if n >= self.batch_size:
+                    return True
+                now = time.monotonic()
+                if n == 0:
+                    due = None
+                    self._cond.wait()
+                    continue
+                if due is None:
+                    due = now + self.interval_s
+                if now >= due:
+                    return True
+                self._cond.wait(due - now)
+
+    def _pause(self, seconds: float) -> None:
+        with self._cond:
+            if not self._stopping():
+                self._cond.wait(seconds)
+            if self._stopping():
+                raise _Stopped
+
+    def _deliver(self, batch: list[tuple[int, MeterReading]]) -> None:
+        if not batch:
+            return
+        readings = [r for _, r in batch]
+        backoff = self.initial_backoff_s
+        outage_start: float | None = None
+        while True:
+            try:
+                if not self._db_ready:
+                    self.store.ensure_database(self.retention_duration)
+                    self._db_ready = True
+                refused = self._write_isolating(readings)
+                break
+            except (StoreUnavailable, StoreRejected) as exc:
+                if outage_start is None:
+                    outage_start = time.monotonic()
+                    self.available = False
+                    if isinstance(exc, StoreUnavailable):
+                        log.warning("InfluxDB unavailable; %d reading(s) kept in the spool, retrying: %s",
+                                    self.spool.pending(), exc)
+                    else:
+                        log.error("InfluxDB refuses writes (check database and credentials); "
+                                  "readings kept in the spool, retrying: %s", exc)
+                if self._stopping():
+                    raise _Stopped from None
+                self._pause(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+        if outage_start is not None:
+            self.available = True
+            log.info("InfluxDB writes resume after %.1f s", time.monotonic() - outage_start)
+        if refused:
+            now = datetime.now(timezone.utc)
+            self.dead_letters.append(
+                StoredDeadLetter(topic="", payload=r.to_json(), reason=f"store_rejected: {why}", received_at=now,
+                                 decoder=r.source or None) for r, why in refused)
+            log.warning("InfluxDB refused %d reading(s), dead-lettered (meters %s)", len(refused),
+                        ", ".join(sorted({r.meter_id for r, _ in refused})[:10]))
+        self.spool.remove_through(batch[-1][0])
+        self.written += len(readings) - len(refused)
+        self.rejected += len(refused)
+
+    def _write_isolating(self, readings: list[MeterReading]) -> list[tuple[MeterReading, str]]:
+        """Write ``readings``; the ones InfluxDB refuses, with its reason. Raises
+        :class:`StoreUnavailable` and request-level :class:`StoreRejected` unchanged."""
+        lines: list[str | None] = []
+        refused: list[tuple[MeterReading, str]] = []
+        for r in readings:
+            try:
+                lines.append(reading_line(r))
+            except (ValueError, TypeError) as exc:
+                lines.append(None)
+                refused.append((r, f"cannot be written as line protocol: {exc}"))
+        kept = [(r, line) for r, line in zip(readings, lines) if line is not None]
+        return refused + self._bisect(kept)
+
+    def _bisect(self, items: list[tuple[MeterReading, str]]) -> list[tuple[MeterReading, str]]:
+        if not items:
+            return []
+        try:
+            self.store.write_lines([line for _, line in items], precision="s")
+            return []
+        except StoreRejected as exc:
+            if not _refuses_points(exc):
+                raise
+            if len(items) == 1:
+                return [(items[0][0], str(exc))]
+            mid = len(items) // 2
+            return self._bisect(items[:mid]) + self._bisect(items[mid:])
+
+
+def _refuses_points(exc: StoreRejected) -> bool:
+    m = _STATUS.search(str(exc))
+    return m is not None and int(m.group(1)) in POINT_REJECTIONS

@@ -1,0 +1,208 @@
+"""Publish meter readings to an MQTT broker as a wmbusmeters gateway would.
+
+Payloads follow wmbusmeters 3.0.x JSON (``shared/reference/payload-formats.md`` §1): common fields
+``_`` ("telegram"), ``media``, ``meter`` (driver), ``name``, ``id`` (string), ``total_m3``,
+``timestamp`` (UTC, ``%Y-%m-%dT%H:%M:%SZ``), plus the driver's status field — ``kamwater``
+``status`` ("OK" or upper-case flags, space-separated) and ``current_status`` ("" when OK),
+``izar`` ``current_alarms``/``previous_alarms`` ("no_alarm" or lower-case names, comma-separated);
+``iperl`` and ``apator162`` report no alarms. Topic ``wmbusmeters/<id>`` (README example), QoS 1,
+not retained.
+
+Publishing uses paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) with a wide in-flight window and
+counts PUBACKs in ``on_publish``: :func:`publish_readings` returns once the broker has acknowledged
+every message.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from vigie.records import MeterAlarm
+
+DRIVERS = ("izar", "kamwater", "iperl", "apator162")
+_MEDIA = {"izar": "water", "kamwater": "cold water", "iperl": "water", "apator162": "water"}
+# Normalised flag → the driver's own token (the inverse of the ingest decoder's mapping).
+_KAMWATER = {MeterAlarm.LEAK: "LEAK", MeterAlarm.BURST: "BURST", MeterAlarm.REVERSE_FLOW: "REVERSE",
+             MeterAlarm.DRY: "DRY", MeterAlarm.TAMPER: "TAMPER", MeterAlarm.LOW_BATTERY: "LOW_BATTERY"}
+_IZAR = {MeterAlarm.LEAK: "leakage", MeterAlarm.REVERSE_FLOW: "back_flow", MeterAlarm.BLOCKED: "meter_blocked",
+         MeterAlarm.OVERFLOW: "overflow", MeterAlarm.TAMPER: "mechanical_fraud"}
+
+#: PUBLISH packets paho keeps in flight (unacknowledged) at once; the project's broker allows 1000.
+MAX_INFLIGHT = 1000
+#: Messages handed to paho but not yet acknowledged before publishing waits (bounds memory).
+MAX_PENDING = 20_000
+
+
+class PublishError(RuntimeError):
+    """The broker refused the connection, or stopped acknowledging messages."""
+
+
+@dataclass(frozen=True, slots=True)
+class WmbusReading:
+    """One reading as a wmbusmeters gateway publishes it: ``time`` aware (sent as UTC, whole
+    seconds), ``index_m3`` the cumulative index (m³), ``driver`` one of :data:`DRIVERS`,
+    ``alarms`` :class:`~vigie.records.MeterAlarm` names the driver can express, ``name`` the
+    operator's name for the meter (the id when None)."""
+
+    meter_id: str
+    time: datetime
+    index_m3: float
+    driver: str = "izar"
+    alarms: tuple[str, ...] = ()
+    name: str | None = None
+
+
+def wmbus_payload(r: WmbusReading) -> dict:
+    """The wmbusmeters JSON object of ``r``. Raises ``ValueError`` for an unknown driver or an
+    alarm the driver cannot report."""
+    if r.driver not in _MEDIA:
+        raise ValueError(f"meter {r.meter_id}: driver {r.driver!r} not one of {', '.join(DRIVERS)}")
+    if r.time.tzinfo is None:
+        raise ValueError(f"meter {r.meter_id}: reading time must be timezone-aware")
+    obj = {"_": "telegram", "media": _MEDIA[r.driver], "meter": r.driver, "name": r.name or r.meter_id,
+           "id": r.meter_id, "total_m3": round(r.index_m3, 3)}
+    if r.driver == "kamwater":
+        flags = " ".join(_token(_KAMWATER, r, a) for a in r.alarms)
+        obj["status"] = flags or "OK"
+        obj["current_status"] = flags
+    elif r.driver == "izar":
+        obj["current_alarms"] = ",".join(_token(_IZAR, r, a) for a in r.alarms) or "no_alarm"
+        obj["previous_alarms"] = "no_alarm"
+    elif r.alarms:
+        raise ValueError(f"meter {r.meter_id}: driver {r.driver} reports no alarms, got {', '.join(r.alarms)}")
+    obj["timestamp"] = r.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return obj
+
+
+def _token(table: dict, r: WmbusReading, alarm: str) -> str:
+    try:
+        return table[MeterAlarm(alarm)]
+    except (KeyError, ValueError):
+        raise ValueError(f"meter {r.meter_id}: driver {r.driver} cannot report alarm {alarm!r}") from None
+
+
+def topic_of(r: WmbusReading, prefix: str = "wmbusmeters") -> str:
+    return f"{prefix}/{r.meter_id}"
+
+
+def _client(mqtt_url: str, username: str | None, password: str | None, client_id: str | None):
+    """A connected paho client (network loop running) for ``mqtt://`` or ``mqtts://`` URLs."""
+    u = urlsplit(mqtt_url)
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        raise ValueError(f"MQTT URL {mqtt_url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"vigie-sim-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv311)
+    if u.scheme == "mqtts":
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    user = username if username is not None else (unquote(u.username) if u.username else None)
+    pwd = password if password is not None else (unquote(u.password) if u.password else None)
+    if user is not None:
+        client.username_pw_set(user, pwd)
+    client.max_inflight_messages_set(MAX_INFLIGHT)
+    client.max_queued_messages_set(0)
+    return client, u.hostname, u.port or (8883 if u.scheme == "mqtts" else 1883)
+
+
+def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: float | None = None,
+                     progress: Callable[[int, int], None] | None = None, username: str | None = None,
+                     password: str | None = None, client_id: str | None = None, topic_prefix: str = "wmbusmeters",
+                     stall_timeout_s: float = 60.0) -> int:
+    """Publish ``readings`` in the given order (QoS 1, not retained) and return how many were
+    published, once the broker has acknowledged (PUBACK) all of them.
+
+    ``speed``: simulated seconds per wall-clock second (3600 = an hour of readings per second),
+    paced on the latest reading time seen so far; None publishes as fast as the broker takes.
+    ``progress(sent, acknowledged)`` is called from this thread every 1000 messages and at the
+    end. Credentials in the URL (``mqtt://user:pass@host``) are used unless given here.
+
+    Raises :class:`PublishError` if the broker refuses the connection or acknowledges nothing for
+    ``stall_timeout_s`` while messages are pending (paho re-sends unacknowledged messages after a
+    reconnect); ``ValueError`` for a bad URL or a reading its driver cannot encode (nothing of
+    that reading is sent).
+    """
+    if speed is not None and not speed > 0:
+        raise ValueError(f"speed={speed}: expected > 0 (simulated seconds per wall second)")
+    client, host, port = _client(mqtt_url, username, password, client_id)
+    state = threading.Condition()
+    acked = 0
+    connect_result: list = []
+    slots = threading.BoundedSemaphore(MAX_PENDING)
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        with state:
+            connect_result.append(reason_code)
+            state.notify_all()
+
+    def on_publish(c, userdata, mid, reason_code, properties):
+        nonlocal acked
+        with state:
+            acked += 1
+            state.notify_all()
+        slots.release()
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    try:
+        client.connect(host, port, keepalive=60)
+    except OSError as exc:
+        raise PublishError(f"cannot reach MQTT broker {host}:{port}: {exc}") from exc
+    client.loop_start()
+    sent = 0
+    try:
+        with state:
+            if not state.wait_for(lambda: connect_result, timeout=stall_timeout_s):
+                raise PublishError(f"no CONNACK from {host}:{port} within {stall_timeout_s:.0f} s")
+            if connect_result[0].is_failure:
+                raise PublishError(f"MQTT broker {host}:{port} refused the connection: {connect_result[0]}")
+        wall0 = sim0 = sim_max = None
+        for r in readings:
+            payload = json.dumps(wmbus_payload(r), separators=(",", ":")).encode()
+            if speed is not None:
+                t = r.time.timestamp()
+                if sim0 is None:
+                    wall0, sim0, sim_max = time.monotonic(), t, t
+                sim_max = max(sim_max, t)
+                wait = wall0 + (sim_max - sim0) / speed - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            if not slots.acquire(timeout=stall_timeout_s):
+                raise PublishError(f"broker acknowledged nothing for {stall_timeout_s:.0f} s "
+                                   f"({sent} sent, {acked} acknowledged)")
+            info = client.publish(topic_of(r, topic_prefix), payload, qos=1, retain=False)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                # NO_CONN: paho keeps a QoS 1 message and sends it after reconnecting.
+                raise PublishError(f"paho refused to publish for meter {r.meter_id}: {mqtt.error_string(info.rc)}")
+            sent += 1
+            if progress is not None and sent % 1000 == 0:
+                progress(sent, acked)
+        _wait_acked(state, lambda: acked, sent, stall_timeout_s)
+        if progress is not None:
+            progress(sent, acked)
+        return sent
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _wait_acked(state: threading.Condition, acked: Callable[[], int], sent: int, stall_timeout_s: float) -> None:
+    """Wait until ``acked() == sent``; fail when no acknowledgement arrives for ``stall_timeout_s``."""
+    with state:
+        last, since = acked(), time.monotonic()
+        while acked() < sent:
+            state.wait(timeout=1.0)
+            if acked() != last:
+                last, since = acked(), time.monotonic()
+            elif time.monotonic() - since > stall_timeout_s:
+                raise PublishError(f"broker acknowledged nothing for {stall_timeout_s:.0f} s "
+                                   f"({sent} sent, {acked()} acknowledged)")

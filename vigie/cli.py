@@ -1,0 +1,184 @@
+"""The ``vigie`` command line (Typer). ``vigie --help`` lists the commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Vigie: telemetry and alerting for municipalities.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+simulate_app = typer.Typer(help="Publish simulated devices over MQTT.", no_args_is_help=True)
+replay_app = typer.Typer(help="Replay real data sets over MQTT.", no_args_is_help=True)
+registry_app = typer.Typer(help="The registry of households, meters and residents.", no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(replay_app, name="replay")
+app.add_typer(registry_app, name="registry")
+
+log = logging.getLogger("vigie")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "apscheduler", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _settings():
+    from pydantic import ValidationError
+
+    from vigie.config import get_settings
+
+    try:
+        return get_settings()
+    except (ValidationError, ValueError, OSError) as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
+def _context(**kw):
+    from vigie.context import AppContext
+    from vigie.store import StoreError
+
+    settings = _settings()
+    try:
+        return AppContext.create(settings, **kw)
+    except StoreError as exc:
+        typer.echo(f"InfluxDB error (VIGIE_INFLUX_URL={settings.influx_url}): {exc}", err=True)
+        raise typer.Exit(3)
+
+
+def _parse_day(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint=name)
+
+
+@app.command()
+def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run ingest, the daily J+1 scheduler, the alert router with delivery, and the HTTP API."""
+    _setup_logging(verbose)
+    from vigie.service import run_service
+
+    run_service(_context())
+
+
+@app.command()
+def ingest(
+    wait_idle: Annotated[bool, typer.Option("--wait-idle", help="Exit once the broker has delivered "
+                                            "everything queued and every reading is in InfluxDB")] = False,
+    timeout: Annotated[float, typer.Option(help="With --wait-idle: give up after this many seconds")] = 600.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the MQTT ingestor alone (durable session: it picks up what was published while it was away)."""
+    _setup_logging(verbose)
+    from vigie.ingest.service import Ingestor
+
+    ctx = _context()
+    ing = Ingestor(ctx.settings, ctx.store, ctx.sessions)
+    ing.start()
+    try:
+        if wait_idle:
+            ok = ing.wait_idle(timeout)
+            stats = ing.stats()
+            typer.echo(json.dumps(stats.as_dict() if hasattr(stats, "as_dict") else vars(stats), default=str))
+            if not ok:
+                typer.echo(f"not idle after {timeout:.0f}s", err=True)
+                raise typer.Exit(1)
+        else:
+            from vigie.service import wait_for_signal
+
+            wait_for_signal()
+    finally:
+        ing.stop()
+
+
+@app.command()
+def leaks(
+    day: Annotated[Optional[str], typer.Option("--day", help="Local day to check, YYYY-MM-DD")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="First day of a range")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Last day of a range (inclusive)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Also print rules that passed")] = False,
+    no_alerts: Annotated[bool, typer.Option("--no-alerts", help="Only check and store; do not route "
+                                            "alerts or send messages")] = False,
+) -> None:
+    """Run the J+1 leak check (the scheduled job's code path) and print flagged meters.
+
+    Prints every result whose status is ``leak`` or ``insufficient_data`` (``--all``: every result).
+    Exit code 0 whatever was found.
+    """
+    _setup_logging()
+    if day and (from_ or to):
+        raise typer.BadParameter("use --day or --from/--to, not both")
+    if day:
+        first = last = _parse_day(day, "--day")
+    elif from_ and to:
+        first, last = _parse_day(from_, "--from"), _parse_day(to, "--to")
+        if last < first:
+            raise typer.BadParameter("--to is before --from")
+    else:
+        raise typer.BadParameter("give --day D or --from D1 --to D2")
+    from vigie.jobs import leak_job
+
+    ctx = _context()
+    results = leak_job(ctx, first, last, route=not no_alerts)
+    shown = [r for r in results if show_all or r.status != "ok"]
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in shown], ensure_ascii=False))
+        return
+    if not shown:
+        typer.echo(f"no meter flagged from {first} to {last} ({len(results)} checks)")
+        return
+    typer.echo(f"{'day':10}  {'meter_id':36}  {'rule':20}  {'status':17}  {'rate L/h':>9}  {'volume L':>9}  detail")
+    for r in shown:
+        rate = "" if r.rate_l_per_h is None else f"{r.rate_l_per_h:9.1f}"
+        vol = "" if r.volume_l is None else f"{r.volume_l:9.0f}"
+        typer.echo(f"{r.day!s:10}  {r.meter_id:36}  {r.rule!s:20}  {r.status!s:17}  {rate:>9}  {vol:>9}  {r.detail}")
+
+
+@app.command()
+def deliver() -> None:
+    """Send the notifications that are due now (first sends and retries)."""
+    _setup_logging()
+    from vigie.alerts.delivery import Deliverer
+
+    ctx = _context(ensure_influx=False)
+    outcome = Deliverer(ctx.sessions, ctx.settings).deliver_due()
+    typer.echo(str(outcome))
+
+
+@app.command("dead-letters")
+def dead_letters(limit: Annotated[int, typer.Option(help="Newest N entries")] = 20) -> None:
+    """Print the newest dead letters (messages the ingestor refused) as JSON lines."""
+    from vigie.ingest.deadletter import read_dead_letters
+
+    settings = _settings()
+    for dl in read_dead_letters(settings.data_dir / "dead-letters.jsonl", limit=limit):
+        typer.echo(dl.to_json())
+
+
+@registry_app.command("load")
+def registry_load(path: Path) -> None:
+    """Load (upsert) a YAML or CSV registry file into the database."""
+    from vigie.registry import RegistryError, load_registry_file
+
+    ctx = _context(ensure_influx=False)
+    try:
+        with ctx.sessions() as s:
+            counts = load_registry_file(s, path)
+    except (RegistryError, OSError) as exc:
+        typer.echo(f"registry error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(counts))
+
+
+def main() -> None:  # pragma: no cover
+    app()
