@@ -86,6 +86,7 @@ class DurableSubscriber:
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_message = self._on_message
         self._props = Properties(PacketTypes.CONNECT)
         self._props.SessionExpiryInterval = settings.mqtt_session_expiry_s
@@ -158,6 +159,11 @@ class DurableSubscriber:
             self._down_since = time.monotonic()
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting", self.settings.mqtt_host,
                         self.settings.mqtt_port, reason_code)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("MQTT broker %s:%d unreachable; retrying", self.settings.mqtt_host, self.settings.mqtt_port)
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         try:

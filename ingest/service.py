@@ -46,7 +46,8 @@ class IngestStats:
     """Counters since :meth:`Ingestor.start` (messages are MQTT messages, readings are meter readings).
 
     - ``received``: messages delivered by the broker (QoS 0 and 1, retained included);
-    - ``ignored``: gateway status messages (wmbusmeters ``bridge/state``, ``online``/``offline``);
+    - ``ignored``: messages that are not readings: gateway status (wmbusmeters ``bridge/state``,
+      ``online``/``offline``) and empty bodies (a retained message being cleared);
     - ``stored``: readings committed to the spool; ``dead_letters``: dead letters by reason kind
       (messages refused at ingest, readings refused by InfluxDB);
     - ``written``: readings written to InfluxDB; ``pending``: readings in the spool now;
@@ -223,6 +224,8 @@ class Ingestor:
         return None
 
     def _decode(self, msg: InboundMessage) -> _Outcome:
+        if not msg.payload:  # a retained message being cleared (MQTT 5 §3.3.1.3), not a reading
+            return _Outcome(msg, [], ignored=True)
         decoder = self._decoder_for(msg.topic)
         if decoder is None:
             return self._refuse(msg, None, "no_decoder: no topic filter of VIGIE_WATER_TOPICS matches this topic")

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 # HTTP statuses by which InfluxDB (1.x, 2.x v1 API) refuses points rather than the request.
 POINT_REJECTIONS = {400, 413, 422}
-_STATUS = re.compile(r"\((\d{3})\)")
 
 
 class _Stopped(Exception):
@@ -202,5 +201,4 @@ class SpoolWriter:
 
 
 def _refuses_points(exc: StoreRejected) -> bool:
-    m = _STATUS.search(str(exc))
-    return m is not None and int(m.group(1)) in POINT_REJECTIONS
+    return exc.status in POINT_REJECTIONS

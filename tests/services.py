@@ -113,6 +113,10 @@ def mosquitto(workdir: Path) -> Service:
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     conf = conf.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {workdir}/")
     conf = conf.replace("listener 1883 127.0.0.1", f"listener {port} 127.0.0.1")
+    if os.geteuid() == 0:
+        # As root Mosquitto drops to the mosquitto user, which cannot write pytest's 0700
+        # directories: the persistence file would not be saved and a restart would lose sessions.
+        conf += "\nuser root\n"
     (workdir / "mosquitto.conf").write_text(conf)
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     return Service("mosquitto", workdir, port, [binary, "-c", str(workdir / "mosquitto.conf")])

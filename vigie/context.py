@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 
 from vigie.config import Settings, get_settings
 from vigie.db import make_engine, make_sessionmaker
-from vigie.store import InfluxStore
+from vigie.store import InfluxStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,11 @@ class AppContext:
         settings = settings or get_settings()
         store = InfluxStore.from_settings(settings)
         if ensure_influx:
-            store.ensure_database(settings.influx_retention_duration)
+            try:
+                store.ensure_database(settings.influx_retention_duration)
+            except StoreUnavailable as exc:
+                # The ingestor spools to disk and creates the database once InfluxDB is back.
+                log.warning("InfluxDB unavailable at start (%s); continuing", exc)
         engine = make_engine(settings.database_url)
         ctx = cls(settings, store, engine, make_sessionmaker(engine))
         if settings.registry_file:

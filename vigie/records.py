@@ -73,7 +73,8 @@ class MeterReading:
 class DeadLetter:
     """A message the ingestor could not turn into readings, kept with its reason.
 
-    ``payload`` is the message body as text (undecodable bytes replaced), ``received_at`` UTC.
+    ``payload`` is the message body as text (the dead-letter store keeps a body that is not
+    UTF-8 as base64 and says so), ``received_at`` UTC.
     """
 
     topic: str

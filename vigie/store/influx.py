@@ -28,7 +28,13 @@ class StoreUnavailable(StoreError):
 
 
 class StoreRejected(StoreError):
-    """The server refused the request (4xx); retrying the same request will fail again."""
+    """The server refused the request (4xx); retrying the same request will fail again.
+    ``status`` is the HTTP status (400 bad line protocol or partial write, 401/403 credentials,
+    404 no such database)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def quote_ident(name: str) -> str:
@@ -80,7 +86,8 @@ class InfluxStore:
         if r.status_code >= 500:
             raise StoreUnavailable(f"InfluxDB {path} answered {r.status_code}: {r.text[:300]}")
         if r.status_code >= 400:
-            raise StoreRejected(f"InfluxDB {path} refused the request ({r.status_code}): {r.text[:500]}")
+            raise StoreRejected(f"InfluxDB {path} refused the request ({r.status_code}): {r.text[:500]}",
+                                r.status_code)
         return r
 
     def ping(self) -> bool:
@@ -148,8 +155,9 @@ class InfluxStore:
             with self._http.stream("GET", "/query", params=params, headers={"Accept": "application/csv"}) as r:
                 if r.status_code >= 400:
                     r.read()
-                    cls = StoreUnavailable if r.status_code >= 500 else StoreRejected
-                    raise cls(f"InfluxQL {query!r}: {r.status_code} {r.text[:300]}")
+                    if r.status_code >= 500:
+                        raise StoreUnavailable(f"InfluxQL {query!r}: {r.status_code} {r.text[:300]}")
+                    raise StoreRejected(f"InfluxQL {query!r}: {r.status_code} {r.text[:300]}", r.status_code)
                 for chunk in r.iter_bytes():
                     buf.write(chunk)
         except httpx.HTTPError as exc:
