@@ -115,7 +115,7 @@ _TEXT = {
             LeakRule.METER_FLAG: "Votre compteur d'eau {meter} signale une fuite",
         },
         "reminder_prefix": "Rappel : ",
-        "resolved_subject": "Fin d'alerte : plus de fuite détectée au compteur {meter}",
+        "resolved_prefix": "Fin d'alerte — ",
         "hello": "Bonjour,",
         "what": {
             LeakRule.CONTINUOUS_FLOW: (
@@ -176,7 +176,7 @@ _TEXT = {
             LeakRule.METER_FLAG: "Your water meter {meter} reports a leak",
         },
         "reminder_prefix": "Reminder: ",
-        "resolved_subject": "All clear: no more leak detected at meter {meter}",
+        "resolved_prefix": "All clear — ",
         "hello": "Hello,",
         "what": {
             LeakRule.CONTINUOUS_FLOW: (
@@ -272,7 +272,8 @@ def render(alert: Alert, reason: NotificationReason | str, lang: str, settings: 
     f = _fields(alert, lang, settings)
 
     if reason is NotificationReason.RESOLVED:
-        subject = t["resolved_subject"].format(**f)
+        # The kind stays in the subject: one meter can have several alerts end the same day.
+        subject = t["resolved_prefix"] + t["subject"][rule].format(**f)
         paragraphs = [t["hello"], t["resolved"].format(**f), t["resolved_warsmann"]]
     else:
         subject = t["subject"][rule].format(**f)

@@ -3,7 +3,6 @@
 OpenAPI documentation is served at ``/docs`` and ``/openapi.json``.
 """
 
-from __future__ import annotations
 
 import socket
 from datetime import datetime, timedelta

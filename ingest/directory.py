@@ -1,8 +1,9 @@
 """Which meters the registry knows, for the ingestor's "is this one of ours?" check.
 
-The ids are read from the relational store (:func:`vigie.registry.known_meter_ids`) and cached;
-a miss reloads them, at most once per ``refresh_interval_s``, so a newly registered meter is
-accepted within seconds while a stream of unknown ids costs one query per interval.
+The ids are read from the relational store (:func:`vigie.registry.known_meter_ids`) and cached.
+A miss looks the missing ids up (one indexed query), so a meter registered a moment ago — a replay
+registers its meters just before publishing — is accepted at once; the whole set is reloaded at most
+once per ``refresh_interval_s``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import threading
 import time
 from collections.abc import Iterable
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from vigie.registry import known_meter_ids
+from vigie.registry import Meter, known_meter_ids
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,11 @@ class MeterDirectory:
                 self._refresh_if_due()
             if self._ids is None:
                 return []
-            return sorted(ids - self._ids)
+            missing = ids - self._ids
+            if missing:
+                self._ids |= self._lookup(missing)
+                missing -= self._ids
+            return sorted(missing)
 
     def refresh(self) -> None:
         """Reload the ids now."""
@@ -59,6 +65,14 @@ class MeterDirectory:
     def _refresh_if_due(self) -> None:
         if time.monotonic() - self._loaded_at >= self.refresh_interval_s:
             self._load()
+
+    def _lookup(self, ids: set[str]) -> set[str]:
+        try:
+            with self._sessions() as s:
+                return set(s.scalars(select(Meter.id).where(Meter.id.in_(ids))))
+        except SQLAlchemyError as exc:
+            log.error("registry unreadable: %s", type(exc).__name__)
+            return set()
 
     def _load(self) -> None:
         self._loaded_at = time.monotonic()

@@ -45,7 +45,7 @@ import pandas as pd
 import yaml
 
 from vigie.records import MeterAlarm
-from vigie.simulators.publish import DRIVERS, WmbusReading
+from vigie.simulators.publish import WmbusReading
 
 #: Drivers of the fleet and their shares (IZAR and Multical are the common French/EU radio meters).
 DRIVER_SHARES = {"izar": 0.4, "kamwater": 0.3, "iperl": 0.2, "apator162": 0.1}
@@ -470,10 +470,14 @@ def _days_touched(start: datetime, end: datetime, zone: ZoneInfo) -> list[date]:
 class FaultTruth:
     """One injected fault as the ground truth records it (times UTC).
 
-    ``days_fully_covered``: for leaks, the local days the leak runs all day (the continuous-flow
-    rule must flag them); ``days_partially_covered``: leak days not fully covered (flagged or not
-    depending on the household's own quiet intervals). ``params``: the fault's parameters (JSON
-    values, units in the keys).
+    For leaks: ``days_fully_covered``, the local days the leak runs all day;
+    ``days_continuous_flow``, those of them on which every reading interval overlapping the day
+    gets ≥ 1 L (one index step) from the leak — the continuous-flow rule must flag exactly these
+    whatever the household does (they differ from the fully covered days only for a leak too
+    slow for the meter's interval, or one starting near midnight); ``days_partially_covered``,
+    the other days the leak touches (flagged or not depending on the household's own quiet
+    intervals). ``end`` None: still leaking when the simulation ends. ``params``: the fault's
+    parameters (JSON values, units in the keys).
     """
 
     meter_id: str
@@ -484,6 +488,7 @@ class FaultTruth:
     end: datetime | None
     days_fully_covered: tuple[date, ...] = ()
     days_partially_covered: tuple[date, ...] = ()
+    days_continuous_flow: tuple[date, ...] = ()
 
     def to_dict(self) -> dict:
         def iso(t: datetime | None) -> str | None:
@@ -491,12 +496,42 @@ class FaultTruth:
         return {"meter_id": self.meter_id, "meter_index": self.meter_index, "kind": self.kind,
                 "params": self.params, "start_utc": iso(self.start), "end_utc": iso(self.end),
                 "days_fully_covered": [d.isoformat() for d in self.days_fully_covered],
-                "days_partially_covered": [d.isoformat() for d in self.days_partially_covered]}
+                "days_partially_covered": [d.isoformat() for d in self.days_partially_covered],
+                "days_continuous_flow": [d.isoformat() for d in self.days_continuous_flow]}
 
 
 def leak_category(rate_l_per_h: float) -> str:
     """drip (< 10 L/h), running_toilet (10–100 L/h) or burst (≥ 100 L/h)."""
     return "drip" if rate_l_per_h < 10 else "running_toilet" if rate_l_per_h < 100 else "burst"
+
+
+def _leak_truth(f: Leak, meter: MeterProfile, ls: datetime, le: datetime | None, p1: datetime, zone: ZoneInfo,
+                grid: np.ndarray, litres: np.ndarray) -> FaultTruth:
+    """Ground truth of one leak; ``grid`` the meter's reading times (epoch s), ``litres`` the leak's
+    volume in each interval between them."""
+    end = le if le is not None else p1
+    full = days_fully_covered(ls, end, zone)
+    touched = _days_touched(ls, end, zone)
+    per_day = {}
+    for d in touched:
+        ds = max(_local_midnight(d, zone), ls)
+        de = min(_local_midnight(d + timedelta(days=1), zone), end)
+        per_day[d.isoformat()] = round((de - ds).total_seconds() / _H * f.rate_l_per_h, 1)
+    # The rule reads every interval overlapping the day: it must fire when each gets ≥ 1 L (one
+    # index step) from the leak, whatever the household does.
+    flagged = []
+    for d in full:
+        ds, de = _local_midnight(d, zone).timestamp(), _local_midnight(d + timedelta(days=1), zone).timestamp()
+        over = (grid[:-1] < de) & (grid[1:] > ds)
+        if over.any() and (litres[over] >= 1.0 + 1e-6).all():
+            flagged.append(d)
+    return FaultTruth(
+        meter.meter_id, meter.index, "leak",
+        {"rate_l_per_h": f.rate_l_per_h, "category": leak_category(f.rate_l_per_h),
+         "meter_alarm": None if f.alarm is None else str(f.alarm), "interval_min": meter.interval_min,
+         "litres_per_interval": round(f.rate_l_per_h * meter.interval_min / 60, 3),
+         "added_l_per_local_day": per_day},
+        ls, le, tuple(full), tuple(d for d in touched if d not in full), tuple(flagged))
 
 
 # --- result -------------------------------------------------------------------------------------
@@ -633,30 +668,18 @@ def simulate(config: WaterSimConfig) -> SimResult:
             if not f.rate_l_per_h > 0:
                 raise ValueError(f"leak on meter {fleet[i].meter_id}: rate_l_per_h={f.rate_l_per_h} must be > 0")
             ls = in_period(f.start, "leak start")
-            le = in_period(f.end, "leak end") if f.end is not None else p1
-            if le <= ls:
+            le = in_period(f.end, "leak end") if f.end is not None else None
+            if le is not None and le <= ls:
                 raise ValueError(f"leak on meter {fleet[i].meter_id}: end {le} not after start {ls}")
-            a, b = ls.timestamp(), le.timestamp()
-            lo = times[i, :-1]
-            overlap = np.clip(np.minimum(b, lo + step[i]) - np.maximum(a, lo), 0, None)
-            vol[i] += np.where(k[:-1] < last[i], overlap * f.rate_l_per_h / _H, 0.0)
+            grid = times[i, : last[i] + 1]
+            # An open-ended leak still runs through the last reading after the period.
+            b = le.timestamp() if le is not None else float(grid[-1])
+            litres = np.clip(np.minimum(b, grid[1:]) - np.maximum(ls.timestamp(), grid[:-1]), 0, None) \
+                * f.rate_l_per_h / _H
+            vol[i, : last[i]] += litres
             if f.alarm is not None:
-                alarm[i, (times[i] >= a) & (times[i] <= b)] = str(f.alarm)
-            full = days_fully_covered(ls, le, zone)
-            touched = _days_touched(ls, le, zone)
-            day_l = {}
-            for d in touched:
-                ds = max(_local_midnight(d, zone), ls)
-                de = min(_local_midnight(d + timedelta(days=1), zone), le)
-                day_l[d.isoformat()] = round((de - ds).total_seconds() / _H * f.rate_l_per_h, 1)
-            truths.append(FaultTruth(
-                fleet[i].meter_id, i, "leak",
-                {"rate_l_per_h": f.rate_l_per_h, "category": leak_category(f.rate_l_per_h),
-                 "meter_alarm": None if f.alarm is None else str(f.alarm),
-                 "interval_min": fleet[i].interval_min,
-                 "litres_per_interval": round(f.rate_l_per_h * fleet[i].interval_min / 60, 3),
-                 "added_l_per_local_day": day_l},
-                ls, le, tuple(full), tuple(d for d in touched if d not in full)))
+                alarm[i, : last[i] + 1][(grid >= ls.timestamp()) & (grid <= b)] = str(f.alarm)
+            truths.append(_leak_truth(f, fleet[i], ls, le, p1, zone, grid, litres))
 
     cum = np.zeros((n, width))
     np.cumsum(vol, axis=1, out=cum[:, 1:])
@@ -694,7 +717,9 @@ def simulate(config: WaterSimConfig) -> SimResult:
             hole = valid[i] & (times[i] >= gs.timestamp()) & (times[i] < ge.timestamp())
             keep[i, hole] = False
             truths.append(FaultTruth(fleet[i].meter_id, i, "gap",
-                                     {"hours": f.hours, "readings_missing": int(hole.sum())}, gs, ge))
+                                     {"hours": f.hours, "readings_missing": int(hole.sum()),
+                                      "local_days": [d.isoformat() for d in _days_touched(gs, ge, zone)]},
+                                     gs, ge))
 
     def readable(i: int) -> np.ndarray:
         return np.flatnonzero(keep[i])
@@ -793,11 +818,11 @@ def write_registry(result: SimResult, path: Path | str, email_domain: str = "exa
 
 
 #: Leaks of :func:`e2e_scenario`: (L/h, day offset, local start "HH:MM", end (day offset, "HH:MM") or
-#: None, home empty?). Starts at midnight or after 06:00 and the end at 01:00 leave the partly
-#: covered days a quiet interval, so exactly the fully covered days show continuous flow.
+#: None, home empty?). Starts after 06:00 and the end at 01:00 leave the partly covered days a quiet
+#: interval, so exactly the fully covered days show continuous flow.
 E2E_LEAKS = (
     (2.0, 3, "14:20", None, False),
-    (4.0, 7, "00:00", None, False),
+    (4.0, 6, "23:40", None, False),
     (15.0, 11, "11:05", None, True),
     (25.0, 19, "19:40", None, False),
     (150.0, 22, "08:10", (24, "01:00"), False),
@@ -867,3 +892,40 @@ def parse_leak_spec(spec: str) -> Leak:
     except ValueError:
         raise ValueError(f"--leak {spec!r}: START {start!r} is not an ISO 8601 date-time") from None
     return Leak(int(meter), rate_v, start_v)
+
+
+def _parse_position(spec: str, option: str, meter: str) -> int:
+    if not meter.isdigit():
+        raise ValueError(f"{option} {spec!r}: METER {meter!r} must be the meter's fleet position (0, 1, …)")
+    return int(meter)
+
+
+def _parse_time(spec: str, option: str, value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{option} {spec!r}: {value!r} is not an ISO 8601 date-time") from None
+
+
+def parse_gap_spec(spec: str) -> Gap:
+    """A ``--gap`` option ``METER:START:HOURS`` → :class:`Gap` (START local unless it has an
+    offset). Raises ``ValueError`` naming the part that is wrong."""
+    meter, _, rest = spec.partition(":")
+    start, _, hours = rest.rpartition(":")
+    if not start or not hours:
+        raise ValueError(f"--gap {spec!r}: expected METER:START:HOURS, e.g. 3:2026-10-20T08:00:12")
+    try:
+        hours_v = float(hours)
+    except ValueError:
+        raise ValueError(f"--gap {spec!r}: HOURS {hours!r} is not a number") from None
+    if not math.isfinite(hours_v) or hours_v <= 0:
+        raise ValueError(f"--gap {spec!r}: HOURS must be > 0")
+    return Gap(_parse_position(spec, "--gap", meter), _parse_time(spec, "--gap", start), hours_v)
+
+
+def parse_replacement_spec(spec: str) -> Replacement:
+    """A ``--replace`` option ``METER:AT`` → :class:`Replacement` (AT local unless it has an offset)."""
+    meter, _, at = spec.partition(":")
+    if not at:
+        raise ValueError(f"--replace {spec!r}: expected METER:AT, e.g. 5:2026-10-20T10:30")
+    return Replacement(_parse_position(spec, "--replace", meter), _parse_time(spec, "--replace", at))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -26,7 +27,7 @@ log = logging.getLogger("vigie")
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "apscheduler", "urllib3"):
+    for noisy in ("httpx", "apscheduler", "urllib3", "apprise"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -180,5 +181,110 @@ def registry_load(path: Path) -> None:
     typer.echo(json.dumps(counts))
 
 
-def main() -> None:  # pragma: no cover
+def _progress(label: str):
+    """A progress callback printing to stderr at most every 5 %."""
+    state = {"last": -1}
+
+    def show(sent: int, acked: int, total: int | None = None) -> None:
+        if total:
+            pct = int(100 * acked / total)
+            if pct // 5 != state["last"]:
+                state["last"] = pct // 5
+                typer.echo(f"{label}: {acked}/{total} acknowledged ({pct} %)", err=True)
+        else:
+            typer.echo(f"{label}: {acked} acknowledged", err=True)
+
+    return show
+
+
+@simulate_app.command("water")
+def simulate_water(
+    meters: Annotated[int, typer.Option(min=1, help="Number of meters")] = 100,
+    days: Annotated[int, typer.Option(min=1, help="Number of local days")] = 7,
+    start: Annotated[Optional[str], typer.Option(help="First local day, YYYY-MM-DD (default: the "
+                                                 "DAYS days ending yesterday)")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same fleet)")] = 0,
+    leak: Annotated[list[str], typer.Option(help="METER:RATE:START — leak of RATE L/h on the meter at "
+                                            "fleet position METER from START (repeatable)")] = [],
+    gap: Annotated[list[str], typer.Option(help="METER:START:HOURS — no readings (repeatable)")] = [],
+    replace: Annotated[list[str], typer.Option(help="METER:AT — meter replaced, index restarts near 0")] = [],
+    duplicates: Annotated[float, typer.Option(help="Share of meters (0–1) with one message sent twice")] = 0.0,
+    scenario: Annotated[Optional[str], typer.Option(help="'e2e': the end-to-end test's fleet (500 meters, "
+                                                    "30 days, 6 leaks, gaps, a replacement, duplicates)")] = None,
+    speed: Annotated[Optional[float], typer.Option(help="Simulated seconds per wall second "
+                                                   "(default: as fast as possible)")] = None,
+    ground_truth: Annotated[Optional[Path], typer.Option(help="Write the injected faults here (JSON)")] = None,
+    registry: Annotated[Optional[Path], typer.Option(help="Write a registry YAML for the simulated fleet")] = None,
+    load_registry: Annotated[bool, typer.Option(help="Also load that registry into the database")] = True,
+) -> None:
+    """Publish a simulated water-meter fleet as wmbusmeters JSON over MQTT (QoS 1)."""
+    from vigie.simulators.publish import publish_readings
+    from vigie.simulators.water import (Duplicates, WaterSimConfig, e2e_scenario, parse_gap_spec,
+                                        parse_leak_spec, parse_replacement_spec, simulate, write_registry)
+
+    settings = _settings()
+    try:
+        if scenario == "e2e":
+            cfg = e2e_scenario(seed, **({"start": _parse_day(start, "--start")} if start else {}))
+        elif scenario is not None:
+            raise typer.BadParameter(f"unknown scenario {scenario!r} (known: e2e)", param_hint="--scenario")
+        else:
+            faults = ([parse_leak_spec(x) for x in leak] + [parse_gap_spec(x) for x in gap]
+                      + [parse_replacement_spec(x) for x in replace])
+            if duplicates:
+                faults.append(Duplicates(count=1, share=duplicates))
+            cfg = WaterSimConfig(meters=meters, days=days, seed=seed, faults=faults,
+                                 start=_parse_day(start, "--start") if start else None)
+        result = simulate(cfg)
+    except ValueError as exc:
+        typer.echo(f"simulate water: {exc}", err=True)
+        raise typer.Exit(2)
+    if ground_truth:
+        result.write_ground_truth(ground_truth)
+    if registry:
+        write_registry(result, registry)
+        if load_registry:
+            registry_load(registry)
+    total = len(result.publish_order)
+    typer.echo(f"publishing {total} readings of {cfg.meters} meters over {cfg.days} days to {settings.mqtt_url}",
+               err=True)
+    show = _progress("simulate water")
+    n = publish_readings(result.published(), settings.mqtt_url, speed=speed,
+                         progress=lambda sent, acked: show(sent, acked, total),
+                         username=settings.mqtt_username,
+                         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+    typer.echo(json.dumps({"published": n, "meters": cfg.meters, "days": cfg.days,
+                           "faults": len(result.faults)}))
+
+
+@replay_app.command("daiad")
+def replay_daiad_cmd(
+    files: Annotated[list[Path], typer.Argument(help="DAIAD trial CSV files (user key;datetime;meter reading;diff)")],
+    tz: Annotated[str, typer.Option(help="Zone of the files' wall-clock times")] = "Europe/Madrid",
+    speed: Annotated[Optional[float], typer.Option(help="Simulated seconds per wall second")] = None,
+    register: Annotated[bool, typer.Option(help="Register the replayed meters (one household each) "
+                                           "before publishing")] = True,
+) -> None:
+    """Publish DAIAD smart-meter readings as wmbusmeters JSON (meter id = the user key); returns once
+    the broker has acknowledged all of them."""
+    from vigie.registry import upsert_rows
+    from vigie.simulators.replay_daiad import DaiadFormatError, daiad_registry_rows, load_daiad, replay_daiad
+
+    settings = _settings()
+    try:
+        if register:
+            ids = sorted(load_daiad(files, tz).readings["meter_id"].unique())
+            ctx = _context(ensure_influx=False)
+            with ctx.sessions() as s:
+                upsert_rows(s, daiad_registry_rows(ids))
+        report = replay_daiad(files, settings.mqtt_url, tz, speed=speed, progress=_progress("replay daiad"),
+                              username=settings.mqtt_username,
+                              password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+    except (DaiadFormatError, OSError) as exc:
+        typer.echo(f"replay daiad: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(dataclasses.asdict(report), default=str))
+
+
+if __name__ == "__main__":
     app()
