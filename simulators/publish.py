@@ -8,16 +8,15 @@ Payloads follow wmbusmeters 3.0.x JSON (``shared/reference/payload-formats.md`` 
 ``iperl`` and ``apator162`` report no alarms. Topic ``wmbusmeters/<id>`` (README example), QoS 1,
 not retained.
 
-Publishing uses paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) with a wide in-flight window and
-counts PUBACKs in ``on_publish``: :func:`publish_readings` returns once the broker has acknowledged
-every message.
+Publishing uses paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) with a wide in-flight window, runs
+the network loop in the caller's thread and counts PUBACKs in ``on_publish``:
+:func:`publish_readings` returns once the broker has acknowledged every message.
 """
 
 from __future__ import annotations
 
 import json
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -40,8 +39,9 @@ _IZAR = {MeterAlarm.LEAK: "leakage", MeterAlarm.REVERSE_FLOW: "back_flow", Meter
 
 #: PUBLISH packets paho keeps in flight (unacknowledged) at once; the project's broker allows 1000.
 MAX_INFLIGHT = 1000
-#: Messages handed to paho but not yet acknowledged before publishing waits (bounds memory).
-MAX_PENDING = 20_000
+#: Messages handed to paho but not yet acknowledged before publishing waits: no more than paho
+#: keeps in flight, as paho scans its whole queue on every PUBACK.
+MAX_PENDING = MAX_INFLIGHT
 
 
 class PublishError(RuntimeError):
@@ -123,48 +123,25 @@ def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: 
 
     ``speed``: simulated seconds per wall-clock second (3600 = an hour of readings per second),
     paced on the latest reading time seen so far; None publishes as fast as the broker takes.
-    ``progress(sent, acknowledged)`` is called from this thread every 1000 messages and at the
-    end. Credentials in the URL (``mqtt://user:pass@host``) are used unless given here.
+    ``progress(sent, acknowledged)`` is called every 1000 messages and at the end. Credentials in
+    the URL (``mqtt://user:pass@host``) are used unless given here.
 
-    Raises :class:`PublishError` if the broker refuses the connection or acknowledges nothing for
-    ``stall_timeout_s`` while messages are pending (paho re-sends unacknowledged messages after a
-    reconnect); ``ValueError`` for a bad URL or a reading its driver cannot encode (nothing of
-    that reading is sent).
+    Raises :class:`PublishError` if the broker cannot be reached or refuses the connection, or
+    acknowledges nothing for ``stall_timeout_s`` while messages are pending (after a lost
+    connection the client reconnects and paho re-sends what was not acknowledged); ``ValueError``
+    for a bad URL or a reading its driver cannot encode (nothing of that reading is sent).
     """
     if speed is not None and not speed > 0:
         raise ValueError(f"speed={speed}: expected > 0 (simulated seconds per wall second)")
     client, host, port = _client(mqtt_url, username, password, client_id)
-    state = threading.Condition()
-    acked = 0
-    connect_result: list = []
-    slots = threading.BoundedSemaphore(MAX_PENDING)
-
-    def on_connect(c, userdata, flags, reason_code, properties):
-        with state:
-            connect_result.append(reason_code)
-            state.notify_all()
-
-    def on_publish(c, userdata, mid, reason_code, properties):
-        nonlocal acked
-        with state:
-            acked += 1
-            state.notify_all()
-        slots.release()
-
-    client.on_connect = on_connect
-    client.on_publish = on_publish
-    try:
-        client.connect(host, port, keepalive=60)
-    except OSError as exc:
-        raise PublishError(f"cannot reach MQTT broker {host}:{port}: {exc}") from exc
-    client.loop_start()
+    link = _Link(client, host, port, stall_timeout_s)
+    # The network loop runs in this thread (client.loop): no hand-off to a second thread per
+    # message, which is what limits paho's threaded mode to a few thousand messages a second.
+    client.on_connect = link.on_connect
+    client.on_publish = link.on_publish
+    link.connect()
     sent = 0
     try:
-        with state:
-            if not state.wait_for(lambda: connect_result, timeout=stall_timeout_s):
-                raise PublishError(f"no CONNACK from {host}:{port} within {stall_timeout_s:.0f} s")
-            if connect_result[0].is_failure:
-                raise PublishError(f"MQTT broker {host}:{port} refused the connection: {connect_result[0]}")
         wall0 = sim0 = sim_max = None
         for r in readings:
             payload = json.dumps(wmbus_payload(r), separators=(",", ":")).encode()
@@ -173,36 +150,67 @@ def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: 
                 if sim0 is None:
                     wall0, sim0, sim_max = time.monotonic(), t, t
                 sim_max = max(sim_max, t)
-                wait = wall0 + (sim_max - sim0) / speed - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-            if not slots.acquire(timeout=stall_timeout_s):
-                raise PublishError(f"broker acknowledged nothing for {stall_timeout_s:.0f} s "
-                                   f"({sent} sent, {acked} acknowledged)")
+                while (wait := wall0 + (sim_max - sim0) / speed - time.monotonic()) > 0:
+                    link.service(min(wait, 0.5))
+            while sent - link.acked >= MAX_PENDING:
+                link.service(0.05, sent)
             info = client.publish(topic_of(r, topic_prefix), payload, qos=1, retain=False)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 # NO_CONN: paho keeps a QoS 1 message and sends it after reconnecting.
                 raise PublishError(f"paho refused to publish for meter {r.meter_id}: {mqtt.error_string(info.rc)}")
             sent += 1
+            if sent % 200 == 0:
+                link.service(0.0, sent)
             if progress is not None and sent % 1000 == 0:
-                progress(sent, acked)
-        _wait_acked(state, lambda: acked, sent, stall_timeout_s)
+                progress(sent, link.acked)
+        while link.acked < sent:
+            link.service(0.1, sent)
         if progress is not None:
-            progress(sent, acked)
+            progress(sent, link.acked)
         return sent
     finally:
         client.disconnect()
-        client.loop_stop()
 
 
-def _wait_acked(state: threading.Condition, acked: Callable[[], int], sent: int, stall_timeout_s: float) -> None:
-    """Wait until ``acked() == sent``; fail when no acknowledgement arrives for ``stall_timeout_s``."""
-    with state:
-        last, since = acked(), time.monotonic()
-        while acked() < sent:
-            state.wait(timeout=1.0)
-            if acked() != last:
-                last, since = acked(), time.monotonic()
-            elif time.monotonic() - since > stall_timeout_s:
-                raise PublishError(f"broker acknowledged nothing for {stall_timeout_s:.0f} s "
-                                   f"({sent} sent, {acked()} acknowledged)")
+class _Link:
+    """Connection upkeep for :func:`publish_readings`: CONNACK, PUBACK counting, reconnects."""
+
+    def __init__(self, client: mqtt.Client, host: str, port: int, stall_timeout_s: float) -> None:
+        self.client, self.host, self.port, self.stall_timeout_s = client, host, port, stall_timeout_s
+        self.acked = 0
+        self.connack = None
+        self._progress_at = time.monotonic()
+
+    def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connack = reason_code
+
+    def on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self.acked += 1
+        self._progress_at = time.monotonic()
+
+    def connect(self) -> None:
+        try:
+            self.client.connect(self.host, self.port, keepalive=60)
+        except OSError as exc:
+            raise PublishError(f"cannot reach MQTT broker {self.host}:{self.port}: {exc}") from exc
+        deadline = time.monotonic() + self.stall_timeout_s
+        while self.connack is None:
+            if time.monotonic() > deadline:
+                raise PublishError(f"no CONNACK from {self.host}:{self.port} within {self.stall_timeout_s:.0f} s")
+            self.client.loop(timeout=0.1)
+        if self.connack.is_failure:
+            raise PublishError(f"MQTT broker {self.host}:{self.port} refused the connection: {self.connack}")
+        self._progress_at = time.monotonic()
+
+    def service(self, timeout: float, sent: int | None = None) -> None:
+        """Run the network loop once (write queued packets, read PUBACKs), reconnecting if the
+        connection dropped; fail when acknowledgements stall."""
+        rc = self.client.loop(timeout=timeout)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            try:
+                self.client.reconnect()
+            except OSError:
+                time.sleep(min(1.0, self.stall_timeout_s / 10))
+        if sent is not None and self.acked < sent and time.monotonic() - self._progress_at > self.stall_timeout_s:
+            raise PublishError(f"broker acknowledged nothing for {self.stall_timeout_s:.0f} s "
+                               f"({sent} sent, {self.acked} acknowledged)")

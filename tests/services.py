@@ -11,12 +11,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
 import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,3 +124,37 @@ def mosquitto(workdir: Path) -> Service:
     (workdir / "mosquitto.conf").write_text(conf)
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     return Service("mosquitto", workdir, port, [binary, "-c", str(workdir / "mosquitto.conf")])
+
+
+class Subscriber:
+    """A plain paho client collecting every message under ``wmbusmeters/#``."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe("wmbusmeters/#", qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "no SUBACK"
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> list[tuple[str, bytes]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.messages) >= n:
+                    return list(self.messages)
+            time.sleep(0.05)
+        with self._lock:
+            raise AssertionError(f"received {len(self.messages)} of {n} messages")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
