@@ -36,12 +36,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-INTERVAL_COLUMNS = ["meter_id", "start", "end", "volume_l", "rate_l_per_h", "known"]
-
 #: Drop of the index (litres) still read as meter jitter or reverse flow, i.e. zero consumption.
 DEFAULT_REVERSE_TOLERANCE_L = 5.0
-#: Flow (L/h) no household meter can register: above the overload flow Q4 of a DN25 meter
-#: (7 875 L/h, EN ISO 4064-1 series R160). A faster apparent flow is a replacement or a bad index.
+#: Flow (L/h) no household meter can register: above the overload flow Q4 = 1.25 × Q3 of a DN25
+#: meter (Q3 = 6.3 m³/h, so 7 875 L/h; ISO 4064-1). A faster apparent flow is a replacement or a
+#: corrupt index.
 DEFAULT_MAX_FLOW_L_PER_H = 10_000.0
 #: A rollover goes from the top tenth of the register (capacity 10^k m³) to its bottom tenth.
 _ROLLOVER_BAND = 0.1
@@ -65,9 +64,11 @@ def meter_codes(meter_id: pd.Series) -> MeterCodes:
         change = np.empty(len(ids_in_order), dtype=bool)
         change[0] = True
         change[1:] = ids_in_order[1:] != ids_in_order[:-1]
-        ids = ids_in_order[change]
-        if not pd.isna(ids).any() and (ids[1:] > ids[:-1]).all():
-            return MeterCodes(np.cumsum(change) - 1, ids)
+        # Runs of ≥ 2 readings on average, else not sorted (InfluxDB's own order is by time).
+        if 2 * np.count_nonzero(change) <= len(change):
+            ids = ids_in_order[change]
+            if not pd.isna(ids).any() and (ids[1:] > ids[:-1]).all():
+                return MeterCodes(np.cumsum(change) - 1, ids)
     codes, uniques = pd.factorize(ids_in_order, sort=True)
     if (codes < 0).any():
         raise ValueError(f"meter_id missing in {int((codes < 0).sum())} reading(s)")
@@ -167,10 +168,9 @@ def intervals_of(meters: MeterCodes, t: np.ndarray, v: np.ndarray, *, max_interv
                  reverse_tolerance_l: float, max_flow_l_per_h: float) -> Intervals:
     """:func:`compute_intervals` on the output of :func:`sorted_readings`, as arrays."""
     code = meters.codes
-    i_end = np.flatnonzero(code[1:] == code[:-1]) + 1
-    i_start = i_end - 1
-    start, end = t[i_start], t[i_end]
-    prev, new = v[i_start], v[i_end]
+    same = code[1:] == code[:-1]  # boolean masks of views: far cheaper than gathering by index
+    start, end = t[:-1][same], t[1:][same]
+    prev, new = v[:-1][same], v[1:][same]
     dur_h = (end - start) / 3600.0
     volume = (new - prev) * 1000.0
     max_l = max_flow_l_per_h * dur_h
@@ -185,7 +185,7 @@ def intervals_of(meters: MeterCodes, t: np.ndarray, v: np.ndarray, *, max_interv
         volume[drop] = np.where(d >= -reverse_tolerance_l, 0.0, np.where(rollover, wrapped, np.nan))
     known = (dur_h <= max_interval_h) & (volume <= max_l)  # NaN compares False
     volume[~known] = np.nan
-    return Intervals(meters.ids, code[i_start], start, end, volume, volume / dur_h, known)
+    return Intervals(meters.ids, code[:-1][same], start, end, volume, volume / dur_h, known)
 
 
 # --- local-time buckets -------------------------------------------------------------------------

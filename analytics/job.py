@@ -9,6 +9,8 @@ installation gets ``insufficient_data`` ("history") until enough days are checke
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,59 +20,88 @@ import pandas as pd
 from vigie.analytics.leaks import LeakParams, detect_leaks, to_check_results
 from vigie.records import CheckResult, LeakRule
 from vigie.store.influx import InfluxStore, quote_ident, quote_str, time_literal
-from vigie.store.water import CHECK, read_indices, write_checks
+from vigie.store.water import CHECK, READING, write_checks
+
+#: Parallel time slices for the day's read: one per core, InfluxDB being the bottleneck.
+READ_SLICES = max(1, min(4, os.cpu_count() or 1))
 
 
-def read_window(store: InfluxStore, day: date, tz: ZoneInfo, params: LeakParams) -> pd.DataFrame:
-    """Readings (with alarms) the check of ``day`` needs: local midnight ± ``max_interval_h``, so
-    that intervals crossing either midnight are whole."""
+def read_window(store: InfluxStore, day: date, tz: ZoneInfo, params: LeakParams,
+                slices: int = READ_SLICES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Readings and flags the check of ``day`` needs: local midnight ± ``max_interval_h``, so that
+    intervals crossing either midnight are whole.
+
+    Returns ``(readings, alarms)``: readings with columns ``meter_id`` (str), ``time`` (int64 epoch
+    s), ``index_m3`` (float64) in InfluxDB's order (time, not meter: :func:`detect_leaks` sorts);
+    alarms (``meter_id``, ``time``, ``alarms`` str) for the readings with a flag only.
+
+    Why not :func:`vigie.store.water.read_indices`: for a fleet the read is InfluxDB-bound. Asking
+    for one field instead of two is ~30 % faster server-side (flags are rare: a filtered query
+    fetches them), ``slices`` time slices fetched in parallel use the server's cores, and the sort
+    by meter string that read_indices does is left to the vectorized code.
+    """
     margin = timedelta(hours=params.max_interval_h)
     start = datetime.combine(day, time(0), tzinfo=tz) - margin
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz) + margin
-    return read_indices(store, start, end, with_alarms=True)
+    with ThreadPoolExecutor(slices + 1) as pool:
+        flags = pool.submit(_select, store, READING, {"alarms": str}, (start, end), "alarms != ''")
+        readings = _select_sliced(pool, store, READING, {"index_m3": "float64"}, start, end, slices)
+        return readings, flags.result()
 
 
-def read_history(store: InfluxStore, first_day: date, last_day: date, tz: ZoneInfo) -> pd.DataFrame:
+def read_history(store: InfluxStore, first_day: date, last_day: date, tz: ZoneInfo,
+                 slices: int = READ_SLICES) -> pd.DataFrame:
     """Daily volumes stored by earlier checks, local days ``first_day..last_day`` inclusive.
 
     Columns ``meter_id`` (str), ``day`` (date), ``volume_l`` (litres, NaN when none was known),
     ``coverage`` (0–1): the ``continuous_flow`` results' own, one row per meter and checked day.
-    Read as one CSV frame, not as records: a month of a large fleet is millions of rows.
+    Read as CSV frames in parallel slices, not as records: a month of a large fleet is millions
+    of rows.
     """
     start = datetime.combine(first_day, time(0), tzinfo=tz)
     end = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=tz)
-    q = (f"SELECT meter_id, volume_l, coverage FROM {quote_ident(CHECK)} "
-         f"WHERE rule = {quote_str(str(LeakRule.CONTINUOUS_FLOW))} "
-         f"AND time >= {time_literal(start)} AND time < {time_literal(end)}")
-    df = store.query_csv(q, epoch="s", dtypes={"meter_id": str})
-    if df.empty:
-        return pd.DataFrame({"meter_id": pd.Series(dtype=str), "day": pd.Series(dtype=object),
-                             "volume_l": pd.Series(dtype="float64"), "coverage": pd.Series(dtype="float64")})
+    with ThreadPoolExecutor(slices) as pool:
+        df = _select_sliced(pool, store, CHECK, {"volume_l": "float64", "coverage": "float64"}, start, end,
+                            slices, f"rule = {quote_str(str(LeakRule.CONTINUOUS_FLOW))}")
     # Results are stamped at local midnight: few distinct stamps, each mapped to its day once.
-    stamps, which = np.unique(df["time"].to_numpy(dtype=np.int64), return_inverse=True)
+    stamps, which = np.unique(df["time"].to_numpy(), return_inverse=True)
     days = np.array([datetime.fromtimestamp(int(s), tz).date() for s in stamps], dtype=object)
-    return pd.DataFrame({
-        "meter_id": df["meter_id"].astype(str),
-        "day": days[which],
-        "volume_l": _floats(df, "volume_l"),
-        "coverage": _floats(df, "coverage"),
-    })
+    return pd.DataFrame({"meter_id": df["meter_id"], "day": days[which].reshape(-1),
+                         "volume_l": df["volume_l"], "coverage": df["coverage"]})
 
 
-def _floats(df: pd.DataFrame, name: str) -> np.ndarray:
-    # A field no stored point has is absent from the answer altogether.
-    if name not in df.columns:
-        return np.full(len(df), np.nan)
-    return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+def _select_sliced(pool: ThreadPoolExecutor, store: InfluxStore, measurement: str, fields: dict,
+                   start: datetime, end: datetime, slices: int, condition: str = "") -> pd.DataFrame:
+    """:func:`_select` over ``slices`` equal time slices of ``[start, end)`` run in ``pool``."""
+    step = (end - start) / slices
+    bounds = [(start + i * step, end if i == slices - 1 else start + (i + 1) * step) for i in range(slices)]
+    parts = list(pool.map(lambda b: _select(store, measurement, fields, b, condition), bounds))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _select(store: InfluxStore, measurement: str, fields: dict, bounds: tuple[datetime, datetime],
+            condition: str = "") -> pd.DataFrame:
+    """Columns ``meter_id`` (str), ``time`` (int64 epoch s) and ``fields`` (name → dtype) of the
+    points of ``measurement`` with ``bounds[0] <= time < bounds[1]`` [and ``condition``]."""
+    q = (f"SELECT meter_id, {', '.join(fields)} FROM {quote_ident(measurement)} "
+         f"WHERE time >= {time_literal(bounds[0])} AND time < {time_literal(bounds[1])}"
+         + (f" AND {condition}" if condition else ""))
+    df = store.query_csv(q, epoch="s", dtypes={"meter_id": str, **fields})
+    out = {"meter_id": df["meter_id"] if "meter_id" in df else pd.Series(dtype=str),
+           "time": df["time"].to_numpy(dtype=np.int64) if "time" in df else np.zeros(0, dtype=np.int64)}
+    for name, dtype in fields.items():
+        # A field that no point in the range has is absent from InfluxDB's answer altogether.
+        out[name] = df[name].astype(dtype) if name in df else pd.Series(np.full(len(df), np.nan), dtype=dtype)
+    return pd.DataFrame(out)
 
 
 def check_day(store: InfluxStore, day: date, tz: ZoneInfo, params: LeakParams,
               meter_ids: list[str] | None = None) -> pd.DataFrame:
     """Read and compute one day's checks without storing them: the frame of
     :func:`vigie.analytics.leaks.detect_leaks`."""
-    readings = read_window(store, day, tz, params)
+    readings, alarms = read_window(store, day, tz, params)
     history = read_history(store, day - timedelta(days=params.history_days), day - timedelta(days=1), tz)
-    return detect_leaks(readings, day, tz, params, history=history, meter_ids=meter_ids)
+    return detect_leaks(readings, day, tz, params, history=history, meter_ids=meter_ids, alarms=alarms)
 
 
 def run_leak_check(store: InfluxStore, day: date, settings, meter_ids: list[str] | None = None) -> list[CheckResult]:

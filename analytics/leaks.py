@@ -6,7 +6,7 @@ each meter gets one result per rule (:class:`vigie.records.LeakRule`):
 - ``continuous_flow`` — flow never drops to zero during the day. Sources: Zenner EDC (leak when
   the flow is never zero over 96 quarter-hours), Kamstrup Multical 21 / flowIQ (constant flow
   ≥ 12.5 L/h for 24 h), utilities' "no zero-use hour in 24 h" rule (Waterwatch, AquaCUE); see
-  docs domain-rules. It catches slow drips (a dripping tap is ~3.4 L/h, ista) that
+  shared/reference/domain-rules.md. It catches slow drips (a dripping tap is ~3.4 L/h, ista) that
   "flow for N minutes" rules miss. Estimate: the day's minimum interval flow.
 - ``burst`` — a high flow held over consecutive readings. Source: Zenner EDC burst alarm (flow
   above 30 % of Q3 for 30 min); threshold and duration are settings.
@@ -106,36 +106,61 @@ def _fmt(template: str, *cols: np.ndarray) -> np.ndarray:
     return np.array([template % row for row in zip(*cols)] or [], dtype=object)
 
 
+def _sum_by(code: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+    """Sums of ``weights`` per code, float64 (bincount gives int64 for empty input)."""
+    return np.bincount(code, weights=weights, minlength=n).astype(np.float64, copy=False)
+
+
+def _union_ids(ids: np.ndarray, expected: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted union of ``ids`` (sorted, unique) and ``expected``, and where each of ``ids`` lands."""
+    extra = np.array(sorted(set(expected or ()) - set(ids.tolist())), dtype=object)
+    if not len(extra):
+        return ids, np.arange(len(ids))
+    at = np.searchsorted(ids, extra)  # few binary searches instead of sorting the whole fleet again
+    where = np.arange(len(ids)) + np.searchsorted(at, np.arange(len(ids)), side="right")
+    return np.insert(ids, at, extra), where
+
+
 def _day_stats(iv: Intervals, ds: int, de: int, night: tuple[int, int], params: LeakParams) -> dict:
-    """Per-meter arrays (length ``len(iv.ids)``) for one day."""
-    n, code, s, e = len(iv.ids), iv.code, iv.start, iv.end
-    vol, rate, known = iv.volume_l, iv.rate_l_per_h, iv.known
+    """Per-meter arrays (length ``len(iv.ids)``) for one day, from the known intervals overlapping it."""
+    n = len(iv.ids)
+    in_day = iv.known & (iv.end > ds) & (iv.start < de)
+    c, s, e = iv.code[in_day], iv.start[in_day], iv.end[in_day]
+    vol, rate = iv.volume_l[in_day], iv.rate_l_per_h[in_day]
 
-    # Volume and known seconds before the night window, in it, and after it.
-    edges = np.array([ds, night[0], night[1], de], dtype=np.int64)
-    v3, k3 = apportion(code[known], s[known], e[known], vol[known], n, edges)
-    coverage = k3.sum(axis=1) / (de - ds)
+    # Volume and known seconds pro rata by overlap (what apportion does, with fewer passes: only
+    # the few intervals crossing midnight or the night window need a share computed).
+    dur = e - s
+    overlap = dur.astype(np.float64)
+    share = vol.copy()
+    cross = np.flatnonzero((s < ds) | (e > de))
+    overlap[cross] = np.minimum(e[cross], de) - np.maximum(s[cross], ds)
+    share[cross] *= overlap[cross] / dur[cross]
+    coverage = _sum_by(c, overlap, n) / (de - ds)
+    volume = _sum_by(c, share, n)
+    w = np.flatnonzero((e > night[0]) & (s < night[1]))
+    w_overlap = (np.minimum(e[w], night[1]) - np.maximum(s[w], night[0])).astype(np.float64)
+    night_s = _sum_by(c[w], w_overlap, n)
+    night_l = _sum_by(c[w], vol[w] * w_overlap / dur[w], n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        night_flow = np.where(k3[:, 1] > 0, v3[:, 1] / k3[:, 1] * 3600.0, np.nan)
+        night_flow = np.where(night_s > 0, night_l / night_s * 3600.0, np.nan)
 
-    in_day = known & (e > ds) & (s < de)
-    c, r = code[in_day], rate[in_day]
     min_rate = np.full(n, np.nan)
     if len(c):
         first = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-        min_rate[c[first]] = np.minimum.reduceat(r, first)
-    zero_flow = np.bincount(c, weights=r <= params.zero_flow_tolerance_l_per_h, minlength=n) > 0
+        min_rate[c[first]] = np.minimum.reduceat(rate, first)
+    zero_flow = np.bincount(c[rate <= params.zero_flow_tolerance_l_per_h], minlength=n) > 0
 
     # Burst: runs of consecutive above-threshold intervals; each counts by its own length.
-    above = in_day & (rate > params.burst_flow_l_per_h)
+    above = rate > params.burst_flow_l_per_h
     follows = np.zeros(len(above), dtype=bool)
-    follows[1:] = above[:-1] & (code[1:] == code[:-1]) & (s[1:] == e[:-1])
+    follows[1:] = above[:-1] & (c[1:] == c[:-1]) & (s[1:] == e[:-1])
     run_start = above & ~follows
     idx = np.flatnonzero(above)
     run = np.cumsum(run_start)[idx] - 1
-    run_s = np.bincount(run, weights=(e - s)[idx].astype(np.float64))
-    run_v = np.bincount(run, weights=vol[idx])
-    run_code = code[run_start]
+    run_s = _sum_by(run, dur[idx], 0)
+    run_v = _sum_by(run, vol[idx], 0)
+    run_code = c[run_start]
     ok = run_s >= params.burst_min_duration_min * 60.0
     burst_rate, burst_min = np.full(n, np.nan), np.full(n, np.nan)
     if ok.any():
@@ -143,7 +168,7 @@ def _day_stats(iv: Intervals, ds: int, de: int, night: tuple[int, int], params: 
         order = np.lexsort((rr, rc))  # the highest sustained flow of each meter comes last
         last = order[np.r_[rc[order][1:] != rc[order][:-1], True]]
         burst_rate[rc[last]], burst_min[rc[last]] = rr[last], rs[last] / 60.0
-    return {"coverage": coverage, "volume": v3.sum(axis=1), "night_flow": night_flow, "min_rate": min_rate,
+    return {"coverage": coverage, "volume": volume, "night_flow": night_flow, "min_rate": min_rate,
             "zero_flow": zero_flow, "burst_rate": burst_rate, "burst_min": burst_min}
 
 
@@ -157,7 +182,10 @@ def _history_matrix(history: pd.DataFrame | None, ids: np.ndarray, first: date, 
     if missing:
         raise ValueError(f"history lacks column(s) {sorted(missing)}; expected meter_id, day, volume_l[, coverage]")
     m = pd.Index(ids, dtype=object).get_indexer(history["meter_id"].astype(str))
-    j = ((pd.to_datetime(history["day"]) - pd.Timestamp(first)) // pd.Timedelta(days=1)).to_numpy()
+    # Few distinct days: convert those, not millions of date objects.
+    day_code, days = pd.factorize(history["day"])
+    offsets = np.array([(pd.Timestamp(d).date() - first).days for d in days], dtype=np.int64)
+    j = np.where(day_code >= 0, offsets[np.maximum(day_code, 0)] if len(days) else -1, -1)
     keep = (m >= 0) & (j >= 0) & (j < n_days)
     m, j = m[keep], j[keep].astype(np.int64)
     vol[m, j] = history["volume_l"].to_numpy(dtype=np.float64)[keep]
@@ -189,33 +217,39 @@ def _abnormal(day_volume, day_coverage, hist_vol, hist_cov, params: LeakParams):
     return leak, evaluable, current, average
 
 
-def _meter_flags(alarms_col: pd.Series, meters: MeterCodes, t: np.ndarray, rows: np.ndarray, n: int,
-                 ds: int, de: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per meter: whether it has a reading on the day, and a bitmask of :data:`LEAK_FLAGS` raised."""
-    in_day = (t >= ds) & (t < de)
-    has_reading = np.bincount(meters.codes[in_day], minlength=n) > 0
-    mask = np.zeros(n, dtype=np.int64)
-    alarms = alarms_col.to_numpy(dtype=object)[rows[in_day]]
-    codes = meters.codes[in_day]
-    raised = np.flatnonzero(alarms != "")
-    raised = raised[pd.notna(alarms[raised])]
+def _meter_flags(alarms: pd.DataFrame, ids: np.ndarray, ds: int, de: int) -> np.ndarray:
+    """Per meter of ``ids``: a bitmask of the :data:`LEAK_FLAGS` raised on a reading of the day."""
+    missing = {"meter_id", "time", "alarms"} - set(alarms.columns)
+    if missing:
+        raise ValueError(f"alarms lack column(s) {sorted(missing)}; expected meter_id, time, alarms")
+    t = alarms["time"].to_numpy(dtype=np.int64)
+    text = alarms["alarms"].to_numpy(dtype=object)
+    raised = np.flatnonzero((t >= ds) & (t < de))
+    raised = raised[text[raised] != ""]
+    raised = raised[pd.notna(text[raised])]
+    mask = np.zeros(len(ids), dtype=np.int64)
     if len(raised):
-        tokens = pd.Series(alarms[raised]).str.split().explode()
-        owner = codes[raised][tokens.index.to_numpy()]
+        owner = pd.Index(ids, dtype=object).get_indexer(alarms["meter_id"].to_numpy(dtype=object)[raised])
+        tokens = pd.Series(text[raised]).str.split().explode()
+        owner = owner[tokens.index.to_numpy()]
         for bit, flag in enumerate(LEAK_FLAGS):
-            hit = (tokens == str(flag)).to_numpy()
-            mask |= (np.bincount(owner[hit], minlength=n) > 0).astype(np.int64) << bit
-    return has_reading, mask
+            hit = (tokens == str(flag)).to_numpy() & (owner >= 0)
+            mask |= (np.bincount(owner[hit], minlength=len(ids)) > 0).astype(np.int64) << bit
+    return mask
 
 
 def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakParams,
-                 history: pd.DataFrame | None = None, meter_ids: list[str] | None = None) -> pd.DataFrame:
+                 history: pd.DataFrame | None = None, meter_ids: list[str] | None = None,
+                 alarms: pd.DataFrame | None = None) -> pd.DataFrame:
     """Run the four leak rules for local day ``day`` over every meter at once.
 
     ``readings``: frame of :func:`vigie.store.water.read_indices` covering at least
     ``[D 00:00 − max_interval_h, D+1 00:00 + max_interval_h)`` local (intervals crossing midnight
-    count by their overlap); with an ``alarms`` column (``with_alarms=True``) the ``meter_flag``
-    rule is evaluated, without it that rule is left out. ``history``: past daily volumes, columns
+    count by their overlap). ``alarms``: the meters' flags, columns ``meter_id``, ``time``,
+    ``alarms`` (normalised names, space-separated), at least the readings with flags; when
+    ``None`` the ``alarms`` column of ``readings`` (``with_alarms=True``) is used, and without
+    either the ``meter_flag`` rule is left out. Flags of meters absent from ``readings`` are
+    ignored. ``history``: past daily volumes, columns
     ``meter_id``, ``day`` (date), ``volume_l`` and optionally ``coverage`` (taken as 1 when absent),
     for the :attr:`LeakParams.history_days` days before D (rows for D itself are ignored).
     ``meter_ids``: meters expected; those without data get ``insufficient_data`` ("no readings").
@@ -227,12 +261,11 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     interval flow (continuous_flow), the highest sustained flow (burst), the mean excess flow over
     the period (abnormal_consumption, when the average is known).
     """
-    meters, t, v, rows = sorted_readings(readings)
+    meters, t, v, _ = sorted_readings(readings)
     iv = params.intervals(meters, t, v)
     ids = meters.ids
-    all_ids = np.union1d(ids, np.asarray(list(meter_ids or ()), dtype=object)).astype(object)
+    all_ids, where = _union_ids(ids, meter_ids)  # where: readings' meter code → position in all_ids
     n, n_all = len(ids), len(all_ids)
-    where = np.searchsorted(all_ids, ids)  # readings' meter code → position in all_ids
 
     ds, de = local_midnight(day, tz), local_midnight(day + timedelta(days=1), tz)
     night = (_local_ts(day, NIGHT_START, tz), _local_ts(day, NIGHT_END, tz))
@@ -289,9 +322,11 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     rules = list(_RULES[:3])
 
     # meter_flag
-    if "alarms" in readings.columns:
-        has_reading, mask = _meter_flags(readings["alarms"], meters, t, rows, n, ds, de)
-        has_reading, mask = widen(has_reading, False), widen(mask, 0)
+    if alarms is None and "alarms" in readings.columns:
+        alarms = readings
+    if alarms is not None:
+        has_reading = widen(np.bincount(meters.codes[(t >= ds) & (t < de)], minlength=n) > 0, False)
+        mask = widen(_meter_flags(alarms, ids, ds, de), 0)
         table = np.array([" ".join(str(f) for i, f in enumerate(LEAK_FLAGS) if m >> i & 1)
                           for m in range(1 << len(LEAK_FLAGS))], dtype=object)
         mf_status = np.where(mask > 0, _LEAK, np.where(has_reading, _OK, _NODATA)).astype(object)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from vigie.analytics.intervals import local_midnight
-from vigie.analytics.job import read_history, run_leak_check, run_leak_checks
+from vigie.analytics.job import read_history, read_window, run_leak_check, run_leak_checks
 from vigie.analytics.leaks import RESULT_COLUMNS, LeakParams, daily_volumes, detect_leaks, to_check_results
 from vigie.config import Settings
 from vigie.records import CheckResult, CheckStatus, LeakRule, MeterReading
@@ -262,6 +262,16 @@ def test_run_leak_check_reads_computes_and_stores(influx_store):
         assert s.volume_l == pytest.approx(c.volume_l) and s.rate_l_per_h == pytest.approx(c.rate_l_per_h)
     ab = {c.meter_id: c for c in first if c.rule is LeakRule.ABNORMAL_CONSUMPTION}
     assert ab["drip"].detail == "history"  # nothing stored before day 1
+
+    one, flags = read_window(influx_store, day2, PARIS, P, slices=1)
+    three, flags3 = read_window(influx_store, day2, PARIS, P, slices=3)
+    key = ["meter_id", "time"]
+    pd.testing.assert_frame_equal(one.sort_values(key, ignore_index=True), three.sort_values(key, ignore_index=True))
+    written = df.drop_duplicates(key)
+    window = written[(written.time >= local_midnight(day2, PARIS) - 3 * 3600)
+                     & (written.time < local_midnight(day2 + timedelta(days=1), PARIS) + 3 * 3600)]
+    assert len(one) == len(window)
+    assert set(flags.alarms) == {"REVERSE_FLOW"} and len(flags) == len(flags3) == (window.alarms != "").sum() > 0
 
     hist = read_history(influx_store, day1, day1, PARIS)
     assert set(hist.meter_id) == {"drip", "home", "ghost"} and set(hist.day) == {day1}
