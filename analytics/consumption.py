@@ -30,9 +30,12 @@ def meter_consumption(store: InfluxStore, meter_id: str, start: datetime, end: d
         edges = pd.to_datetime(bucket_edges(first_day, last_day, tz, resolution)[:-1], unit="s", utc=True)
         buckets = pd.DataFrame({"start": edges.tz_convert(tz), "volume_l": float("nan"), "coverage": 0.0})
     else:
-        intervals = compute_intervals(readings, max_interval_h=settings.max_interval_h)
+        intervals = compute_intervals(readings, max_interval_h=settings.max_interval_h,
+                                      reverse_tolerance_l=settings.reverse_tolerance_l,
+                                      max_flow_l_per_h=settings.max_flow_l_per_h)
         buckets = consumption_buckets(intervals, first_day, last_day, tz, resolution)
     buckets = buckets[(buckets["start"] >= pd.Timestamp(start)) & (buckets["start"] < pd.Timestamp(end))]
     out = buckets[["start", "volume_l", "coverage"]].reset_index(drop=True)
+    out["volume_l"] = out["volume_l"].round(3)
     out["volume_l"] = out["volume_l"].astype(object).where(out["volume_l"].notna(), None)
     return out

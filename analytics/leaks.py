@@ -358,7 +358,8 @@ def to_check_results(frame: pd.DataFrame) -> list[CheckResult]:
     def col(name: str) -> list:
         a = frame[name].to_numpy(dtype=object)
         if name in ("rate_l_per_h", "night_flow_l_per_h", "volume_l", "coverage"):
-            num = frame[name].to_numpy(dtype=np.float64)
+            # m³ indices differenced in float64 leave ~1e-10 L of noise: keep millilitres.
+            num = np.round(frame[name].to_numpy(dtype=np.float64), 3)
             a = np.where(np.isnan(num), None, num.astype(object))
         return a.tolist()
 

@@ -135,14 +135,20 @@ def leaks(
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in shown], ensure_ascii=False))
         return
+    if not show_all:
+        # The Warsmann rule lacks history for its first weeks: count those instead of listing them.
+        no_history = [r for r in shown if r.status == "insufficient_data" and r.detail == "history"]
+        shown = [r for r in shown if r not in no_history]
     if not shown:
         typer.echo(f"no meter flagged from {first} to {last} ({len(results)} checks)")
-        return
-    typer.echo(f"{'day':10}  {'meter_id':36}  {'rule':20}  {'status':17}  {'rate L/h':>9}  {'volume L':>9}  detail")
+    else:
+        typer.echo(f"{'day':10}  {'meter_id':36}  {'rule':20}  {'status':17}  {'rate L/h':>9}  {'volume L':>9}  detail")
     for r in shown:
         rate = "" if r.rate_l_per_h is None else f"{r.rate_l_per_h:9.1f}"
         vol = "" if r.volume_l is None else f"{r.volume_l:9.0f}"
         typer.echo(f"{r.day!s:10}  {r.meter_id:36}  {r.rule!s:20}  {r.status!s:17}  {rate:>9}  {vol:>9}  {r.detail}")
+    if not show_all and no_history:
+        typer.echo(f"({len(no_history)} abnormal-consumption checks lack the history to compare with; --all lists them)")
 
 
 @app.command()

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     min_coverage: float = Field(0.8, description="Fraction of the day a meter's readings must cover")
     max_interval_h: float = Field(3.0, description="Longer gaps between readings count as missing data")
     zero_flow_tolerance_l_per_h: float = Field(0.0, description="Interval flow at or below this is zero")
+    reverse_tolerance_l: float = Field(5.0, description="Index drops up to this are jitter or reverse flow "
+                                       "(zero consumption); larger drops are a meter reset or replacement")
+    max_flow_l_per_h: float = Field(10000.0, description="A flow above this between two readings is not "
+                                    "water but a replaced or corrupt index: that interval is unknown")
     burst_flow_l_per_h: float = Field(500.0, description="Burst rule: flow above this …")
     burst_min_duration_min: float = Field(30.0, description="… for at least this long")
     abnormal_period_days: int = Field(7, description="Loi Warsmann check: period length, days")
