@@ -8,7 +8,7 @@ import socket
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -27,6 +27,10 @@ def _tcp_ok(host: str, port: int, timeout: float = 1.0) -> tuple[bool, str]:
             return True, ""
     except OSError as exc:
         return False, str(exc)
+
+
+# Alert ids are 64-bit integers in every supported database.
+AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Alert id")]
 
 
 def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
@@ -124,7 +128,7 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
 
     @app.get("/alerts/{alert_id}", response_model=AlertOut, tags=["alerts"],
              responses={404: {"description": "Unknown alert"}})
-    def get_alert(alert_id: int, s: SessionDep) -> AlertOut:
+    def get_alert(alert_id: AlertId, s: SessionDep) -> AlertOut:
         a = s.get(Alert, alert_id)
         if a is None:
             raise HTTPException(404, "unknown alert")
@@ -132,7 +136,7 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
 
     @app.post("/alerts/{alert_id}/ack", response_model=AlertOut, tags=["alerts"],
               responses={404: {"description": "Unknown alert"}, 409: {"description": "Alert already resolved"}})
-    def acknowledge(alert_id: int, body: AckIn) -> AlertOut:
+    def acknowledge(alert_id: AlertId, body: AckIn) -> AlertOut:
         """Acknowledge an alert: reminders stop; acknowledging twice is harmless."""
         from vigie.alerts.router import AlertRouter
 

@@ -115,7 +115,7 @@ def test_gap_gives_insufficient_data_only_below_min_coverage(gap_h, status):
     if status == "leak":
         assert burst.status == "ok" and abnormal.detail == "history"
     else:
-        assert cf.detail == burst.detail == abnormal.detail == "coverage 0.75 < 0.80"
+        assert cf.detail == burst.detail == abnormal.detail == "coverage 0.750 < 0.800"
         assert burst.status == abnormal.status == "insufficient_data"
     assert rule(res, "g", LeakRule.METER_FLAG).status == "leak"  # evaluated whatever the coverage
 

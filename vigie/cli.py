@@ -38,7 +38,12 @@ def _settings():
 
     try:
         return get_settings()
-    except (ValidationError, ValueError, OSError) as exc:
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "VIGIE_" + "_".join(str(x) for x in err["loc"]).upper()
+            typer.echo(f"configuration error: {name}={err.get('input')!r}: {err['msg']}", err=True)
+        raise typer.Exit(2)
+    except (ValueError, OSError) as exc:
         typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(2)
 
@@ -128,9 +133,18 @@ def leaks(
     else:
         raise typer.BadParameter("give --day D or --from D1 --to D2")
     from vigie.jobs import leak_job
+    from vigie.store import StoreError
 
     ctx = _context()
-    results = leak_job(ctx, first, last, route=not no_alerts)
+    today = datetime.now(ctx.tz).date()
+    if last >= today:
+        raise typer.BadParameter(f"{last} is not over yet in {ctx.settings.timezone}: the check runs on "
+                                 "past days (J+1)")
+    try:
+        results = leak_job(ctx, first, last, route=not no_alerts)
+    except StoreError as exc:
+        typer.echo(f"InfluxDB error (VIGIE_INFLUX_URL={ctx.settings.influx_url}): {exc}", err=True)
+        raise typer.Exit(3)
     shown = [r for r in results if show_all or r.status != "ok"]
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in shown], ensure_ascii=False))
@@ -159,11 +173,11 @@ def deliver() -> None:
 
     ctx = _context(ensure_influx=False)
     outcome = Deliverer(ctx.sessions, ctx.settings).deliver_due()
-    typer.echo(str(outcome))
+    typer.echo(json.dumps(dataclasses.asdict(outcome)))
 
 
 @app.command("dead-letters")
-def dead_letters(limit: Annotated[int, typer.Option(help="Newest N entries")] = 20) -> None:
+def dead_letters(limit: Annotated[int, typer.Option(min=1, help="Newest N entries")] = 20) -> None:
     """Print the newest dead letters (messages the ingestor refused) as JSON lines."""
     from vigie.ingest.deadletter import read_dead_letters
 

@@ -1,4 +1,6 @@
-"""Service configuration: environment variables ``VIGIE_*`` over an optional YAML file over defaults.
+"""Service configuration: environment variables ``VIGIE_*``, then a ``.env`` file in the working
+directory (``deploy/start-services.sh`` writes the broker URL there), then an optional YAML file,
+then defaults.
 
 The file is named by ``VIGIE_CONFIG`` (YAML, keys as the field names below, lower case).
 Every setting is documented in ``docs/configuration.md``; a setting error names the variable.
@@ -10,7 +12,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -38,14 +40,15 @@ class _YamlFileSource(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """All of Vigie's settings. Environment: ``VIGIE_<NAME>`` (e.g. ``VIGIE_MQTT_URL``)."""
 
-    model_config = SettingsConfigDict(env_prefix="VIGIE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="VIGIE_", extra="ignore", env_file=".env",
+                                      env_file_encoding="utf-8")
 
     # --- MQTT -----------------------------------------------------------------------------
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt:// or mqtts://")
     mqtt_username: str | None = Field(None, description="Broker user of the ingestor (service account)")
     mqtt_password: SecretStr | None = Field(None, description="Broker password (secret)")
     mqtt_client_id: str = Field("vigie-ingest", description="Durable session identity of the ingestor")
-    mqtt_session_expiry_s: int = Field(7 * 24 * 3600, description="Session Expiry Interval (MQTT 5), s")
+    mqtt_session_expiry_s: int = Field(7 * 24 * 3600, ge=0, le=4294967295, description="Session Expiry Interval (MQTT 5), s")
     water_topics: list[str] = Field(
         default_factory=lambda: ["wmbusmeters/#=wmbusmeters", "vigie/water/#=native"],
         description="Topic filter=decoder pairs the ingestor subscribes to (QoS 1)",
@@ -58,8 +61,8 @@ class Settings(BaseSettings):
     influx_password: SecretStr | None = Field(None, description="InfluxDB password (secret)")
     influx_retention_policy: str = Field("vigie_raw", description="Retention policy for raw readings")
     influx_retention_duration: str = Field("INF", description="InfluxQL duration, e.g. 730d or INF")
-    write_batch_size: int = Field(5000, description="Points per /write request at most")
-    write_batch_interval_s: float = Field(1.0, description="Flush a partial batch after this long")
+    write_batch_size: int = Field(5000, ge=1, description="Points per /write request at most")
+    write_batch_interval_s: float = Field(1.0, gt=0, description="Flush a partial batch after this long")
 
     # --- Relational store -----------------------------------------------------------------
     database_url: str = Field("sqlite:///vigie.db", description="SQLAlchemy URL for registry and alerts")
@@ -70,26 +73,26 @@ class Settings(BaseSettings):
     # --- Analytics ------------------------------------------------------------------------
     timezone: str = Field("Europe/Paris", description="IANA zone of the commune: local days, messages")
     leak_check_time: str = Field("06:00", description="Daily J+1 run, local HH:MM")
-    min_coverage: float = Field(0.8, description="Fraction of the day a meter's readings must cover")
-    max_interval_h: float = Field(3.0, description="Longer gaps between readings count as missing data")
-    zero_flow_tolerance_l_per_h: float = Field(0.0, description="Interval flow at or below this is zero")
-    reverse_tolerance_l: float = Field(5.0, description="Index drops up to this are jitter or reverse flow "
+    min_coverage: float = Field(0.8, gt=0, le=1, description="Fraction of the day a meter's readings must cover")
+    max_interval_h: float = Field(3.0, gt=0, description="Longer gaps between readings count as missing data")
+    zero_flow_tolerance_l_per_h: float = Field(0.0, ge=0, description="Interval flow at or below this is zero")
+    reverse_tolerance_l: float = Field(5.0, ge=0, description="Index drops up to this are jitter or reverse flow "
                                        "(zero consumption); larger drops are a meter reset or replacement")
-    max_flow_l_per_h: float = Field(10000.0, description="A flow above this between two readings is not "
+    max_flow_l_per_h: float = Field(10000.0, gt=0, description="A flow above this between two readings is not "
                                     "water but a replaced or corrupt index: that interval is unknown")
-    burst_flow_l_per_h: float = Field(500.0, description="Burst rule: flow above this …")
-    burst_min_duration_min: float = Field(30.0, description="… for at least this long")
-    abnormal_period_days: int = Field(7, description="Loi Warsmann check: period length, days")
-    abnormal_history_periods: int = Field(3, description="Comparable past periods needed for an average")
-    abnormal_min_excess_l_per_day: float = Field(100.0, description="Ignore excess below this, L/day")
+    burst_flow_l_per_h: float = Field(500.0, gt=0, description="Burst rule: flow above this …")
+    burst_min_duration_min: float = Field(30.0, gt=0, description="… for at least this long")
+    abnormal_period_days: int = Field(7, ge=1, description="Loi Warsmann check: period length, days")
+    abnormal_history_periods: int = Field(3, ge=1, description="Comparable past periods needed for an average")
+    abnormal_min_excess_l_per_day: float = Field(100.0, ge=0, description="Ignore excess below this, L/day")
 
     # --- Alerts and delivery --------------------------------------------------------------
-    language: str = Field("fr", description="Default message language (fr or en)")
-    water_price_eur_per_m3: float = Field(4.34, description="Tariff used for cost estimates, €/m³")
-    renotify_after_days: int = Field(3, description="Remind an unacknowledged open alert after N days")
-    delivery_max_attempts: int = Field(6, description="Delivery tries before a notification is failed")
-    delivery_backoff_s: float = Field(60.0, description="First retry delay; doubles each attempt")
-    delivery_backoff_max_s: float = Field(21600.0, description="Longest retry delay, s")
+    language: Literal["fr", "en"] = Field("fr", description="Default message language (fr or en)")
+    water_price_eur_per_m3: float = Field(4.34, ge=0, description="Tariff used for cost estimates, €/m³")
+    renotify_after_days: int = Field(3, ge=1, description="Remind an unacknowledged open alert after N days")
+    delivery_max_attempts: int = Field(6, ge=1, description="Delivery tries before a notification is failed")
+    delivery_backoff_s: float = Field(60.0, gt=0, description="First retry delay; doubles each attempt")
+    delivery_backoff_max_s: float = Field(21600.0, gt=0, description="Longest retry delay, s")
     notify_resolved: bool = Field(True, description="Tell residents when a leak alert resolves")
     public_url: str | None = Field(None, description="Base URL residents reach Vigie at (links in messages)")
     registry_file: Path | None = Field(None, description="YAML/CSV registry loaded at start")
@@ -98,7 +101,7 @@ class Settings(BaseSettings):
 
     # --- API ------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="API listen address")
-    api_port: int = Field(8000, description="API listen port")
+    api_port: int = Field(8000, ge=1, le=65535, description="API listen port")
 
     @field_validator("mqtt_url")
     @classmethod
@@ -130,14 +133,17 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _check_tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        ZoneInfo(v)  # raises ZoneInfoNotFoundError with the name
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"VIGIE_TIMEZONE={v!r}: not an IANA time zone (e.g. Europe/Paris)") from None
         return v
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
-        return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
+        return (init_settings, env_settings, dotenv_settings, _YamlFileSource(settings_cls), file_secret_settings)
 
     # Parsed views ----------------------------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 Personal details (names, addresses, e-mails, phone numbers, channel URLs) live only here, in the
 relational store; InfluxDB and logs know meters and households by opaque ids.
 
-File formats for :func:`load_registry_file` (documented in docs/registry.md):
+File formats for :func:`load_registry_file` (also in docs/registry.md):
 
 YAML::
 
@@ -91,7 +91,12 @@ class RegistryError(ValueError):
 
 
 def _rows_from_yaml(path: Path) -> list[RegistryRow]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("households", []), list):
+        raise RegistryError(f"{path}: expected a mapping with a 'households' list")
     rows: list[RegistryRow] = []
     for i, hh in enumerate(data.get("households") or []):
         if not isinstance(hh, dict) or not hh.get("id"):
@@ -115,7 +120,12 @@ def _rows_from_yaml(path: Path) -> list[RegistryRow]:
 def _rows_from_csv(path: Path) -> list[RegistryRow]:
     rows = []
     with path.open(encoding="utf-8", newline="") as fh:
-        for n, rec in enumerate(csv.DictReader(fh), start=2):
+        reader = csv.DictReader(fh)
+        header = set(reader.fieldnames or ())
+        if "household_id" not in header or not header & {"meter_id", "person_id"}:
+            raise RegistryError(f"{path}: header must name household_id and meter_id and/or person_id "
+                                f"(got {sorted(header)})")
+        for n, rec in enumerate(reader, start=2):
             if not (rec.get("household_id") or "").strip():
                 raise RegistryError(f"{path}:{n}: household_id is empty")
             clean = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in rec.items() if k}

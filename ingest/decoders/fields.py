@@ -19,6 +19,11 @@ from vigie.ingest.decoders import DecodeError
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID_LENGTH = 64  # the registry's meter id column
+# No smart water meter reading predates this; earlier times come from clocks reset to their epoch.
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+# A register of 9 integer digits (m³) holds any water meter's index, household to bulk;
+# a larger value is a decoding error, not water.
+MAX_INDEX_M3 = 1e9
 
 
 def load_json(payload: bytes) -> Any:
@@ -31,6 +36,8 @@ def load_json(payload: bytes) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise DecodeError(f"payload is not JSON: {exc}", "not_json") from None
+    except RecursionError:
+        raise DecodeError("payload is not usable JSON: nested too deeply", "not_json") from None
 
 
 def number(obj: dict, field: str, kind: str, *, required: bool = False, minimum: float | None = None,
@@ -85,8 +92,9 @@ def timestamp(obj: dict, field: str, received_at: datetime, max_future_s: float,
 
     Accepts ISO 8601 / RFC 3339 text (``2026-03-14T07:42:10Z``, ``…+01:00``, fractions, a space
     for ``T``). Text without an offset is UTC when ``naive_is_utc`` (the field is UTC by
-    definition), else refused. Errors: ``bad_time`` (unreadable), ``future_time`` (more than
-    ``max_future_s`` after ``received_at``: a gateway clock that is wrong).
+    definition), else refused. Errors: ``bad_time`` (unreadable, or before :data:`EARLIEST`: a
+    gateway clock reset to its epoch), ``future_time`` (more than ``max_future_s`` after
+    ``received_at``: a gateway clock that is wrong).
     """
     value = obj.get(field)
     if value is None:
@@ -106,6 +114,8 @@ def timestamp(obj: dict, field: str, received_at: datetime, max_future_s: float,
                 raise DecodeError(f"{field} {_short(value)} has no UTC offset", "bad_time")
             t = t.replace(tzinfo=timezone.utc)
         t = t.astimezone(timezone.utc)
+    if t < EARLIEST:
+        raise DecodeError(f"{field} {value} is before {EARLIEST:%Y-%m-%d} (gateway clock reset?)", "bad_time")
     ahead = (t - received_at).total_seconds()
     if ahead > max_future_s:
         raise DecodeError(f"{field} {value} is {ahead:.0f} s after reception (more than {max_future_s:g} s "

@@ -6,7 +6,7 @@ One reading is a JSON object (RFC 8259)::
      "flow_l_per_h": 12.0, "battery_pct": 87, "alarms": ["LEAK"], "status": "leak 1-8 h"}
 
 - ``meter_id`` (string, required): the meter's id, exactly as registered.
-- ``index_m3`` (number ≥ 0, required): cumulative index, m³.
+- ``index_m3`` (number, 0 ≤ index ≤ 1e9, required): cumulative index, m³.
 - ``time`` (RFC 3339 string with ``Z`` or an offset, optional): when the index was read;
   the time of reception when absent.
 - ``flow_l_per_h`` (number, optional; negative = reverse flow), ``battery_pct`` (0–100,
@@ -60,7 +60,8 @@ class NativeDecoder:
 
     def _reading(self, obj: dict, received_at: datetime) -> MeterReading:
         meter_id = fields.meter_id(obj, "meter_id")
-        index = fields.number(obj, "index_m3", "bad_index", required=True, minimum=0.0)
+        index = fields.number(obj, "index_m3", "bad_index", required=True, minimum=0.0,
+                              maximum=fields.MAX_INDEX_M3)
         time = fields.timestamp(obj, "time", received_at, self.max_future_s, naive_is_utc=False)
         status = obj.get("status")
         if status is not None and not isinstance(status, str):

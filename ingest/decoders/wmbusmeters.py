@@ -94,7 +94,8 @@ class WmbusmetersDecoder:
         if not isinstance(obj, dict):
             raise DecodeError(f"expected a JSON object, got {type(obj).__name__}", "not_object")
         meter_id = fields.meter_id(obj, "id")
-        index = fields.number(obj, "total_m3", "bad_index", required=True, minimum=0.0)
+        index = fields.number(obj, "total_m3", "bad_index", required=True, minimum=0.0,
+                              maximum=fields.MAX_INDEX_M3)
         time = fields.timestamp(obj, "timestamp", received_at, self.max_future_s, naive_is_utc=True)
         flow_m3h = _first_number(obj, FLOW_FIELDS)
         battery_y = _first_number(obj, BATTERY_FIELDS, minimum=0.0)
