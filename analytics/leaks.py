@@ -24,6 +24,7 @@ A meter whose known intervals cover less than ``min_coverage`` of the day gets
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -89,10 +90,12 @@ class LeakParams:
         """Days before D that the abnormal-consumption rule reads from history."""
         return (self.abnormal_history_periods + 1) * self.abnormal_period_days - 1
 
-    def intervals(self, meters: MeterCodes, t: np.ndarray, v: np.ndarray) -> Intervals:
+    def intervals(self, meters: MeterCodes, t: np.ndarray, v: np.ndarray,
+                  window: tuple[int, int] | None = None) -> Intervals:
         """:func:`vigie.analytics.intervals.intervals_of` with these limits."""
         return intervals_of(meters, t, v, max_interval_h=self.max_interval_h,
-                            reverse_tolerance_l=self.reverse_tolerance_l, max_flow_l_per_h=self.max_flow_l_per_h)
+                            reverse_tolerance_l=self.reverse_tolerance_l, max_flow_l_per_h=self.max_flow_l_per_h,
+                            window=window)
 
 
 def _local_ts(day: date, t: time, tz: ZoneInfo) -> int:
@@ -104,6 +107,12 @@ def _local_ts(day: date, t: time, tz: ZoneInfo) -> int:
 def _fmt(template: str, *cols: np.ndarray) -> np.ndarray:
     """``template % row`` for the rows of some columns (only the few rows that need a text)."""
     return np.array([template % row for row in zip(*cols)] or [], dtype=object)
+
+
+def _choose(cond: np.ndarray, yes: str, no: str) -> np.ndarray:
+    """Object array of ``yes`` where ``cond`` else ``no``: two shared strings, not a new one per row
+    (which ``np.where`` on str then ``astype(object)`` would make)."""
+    return np.array([no, yes], dtype=object)[cond.astype(np.intp)]
 
 
 def _sum_by(code: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
@@ -121,23 +130,47 @@ def _union_ids(ids: np.ndarray, expected: list[str] | None) -> tuple[np.ndarray,
     return np.insert(ids, at, extra), where
 
 
+def _positions(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position in ``ids`` (sorted, unique) of each of ``values``, −1 when absent.
+
+    A binary search per value: hashing a fleet's ids to look up a few flagged meters costs ~15× more.
+    """
+    if not len(ids):
+        return np.full(len(values), -1)
+    try:
+        at = np.searchsorted(ids, values)
+    except TypeError:  # values not comparable with the ids (a missing id, another type): hash instead
+        return pd.Index(ids, dtype=object).get_indexer(values)
+    found = ids[np.minimum(at, len(ids) - 1)] == values
+    return np.where(found, at, -1)
+
+
 def _day_stats(iv: Intervals, ds: int, de: int, night: tuple[int, int], params: LeakParams) -> dict:
-    """Per-meter arrays (length ``len(iv.ids)``) for one day, from the known intervals overlapping it."""
+    """Per-meter arrays (length ``len(iv.ids)``) for one day, from the known intervals of ``iv``,
+    which holds only intervals overlapping the day, sorted by meter then start."""
     n = len(iv.ids)
-    in_day = iv.known & (iv.end > ds) & (iv.start < de)
-    c, s, e = iv.code[in_day], iv.start[in_day], iv.end[in_day]
-    vol, rate = iv.volume_l[in_day], iv.rate_l_per_h[in_day]
+    c, s, e, vol, rate = iv.code, iv.start, iv.end, iv.volume_l, iv.rate_l_per_h
+    if not iv.known.all():  # unknown intervals are rare: copy the rest only when there are some
+        k = iv.known
+        c, s, e, vol, rate = c[k], s[k], e[k], vol[k], rate[k]
+    # Each meter's intervals are contiguous: per-meter minima and integer sums run on segments.
+    first = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if len(c) else np.zeros(0, dtype=np.int64)
+    seg = c[first]
 
     # Volume and known seconds pro rata by overlap (what apportion does, with fewer passes: only
-    # the few intervals crossing midnight or the night window need a share computed).
+    # the few intervals crossing midnight need a share computed).
     dur = e - s
-    overlap = dur.astype(np.float64)
-    share = vol.copy()
+    overlap, share = dur, vol
     cross = np.flatnonzero((s < ds) | (e > de))
-    overlap[cross] = np.minimum(e[cross], de) - np.maximum(s[cross], ds)
-    share[cross] *= overlap[cross] / dur[cross]
-    coverage = _sum_by(c, overlap, n) / (de - ds)
-    volume = _sum_by(c, share, n)
+    if len(cross):
+        overlap, share = dur.copy(), vol.copy()
+        overlap[cross] = np.minimum(e[cross], de) - np.maximum(s[cross], ds)
+        share[cross] *= overlap[cross] / dur[cross]
+    known_s = np.zeros(n)
+    if len(first):  # whole seconds: an integer sum is exact, so its order does not matter
+        known_s[seg] = np.add.reduceat(overlap, first)
+    coverage = known_s / (de - ds)
+    volume = _sum_by(c, share, n)  # a float sum: bincount keeps the intervals' order
     w = np.flatnonzero((e > night[0]) & (s < night[1]))
     w_overlap = (np.minimum(e[w], night[1]) - np.maximum(s[w], night[0])).astype(np.float64)
     night_s = _sum_by(c[w], w_overlap, n)
@@ -146,21 +179,28 @@ def _day_stats(iv: Intervals, ds: int, de: int, night: tuple[int, int], params: 
         night_flow = np.where(night_s > 0, night_l / night_s * 3600.0, np.nan)
 
     min_rate = np.full(n, np.nan)
-    if len(c):
-        first = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
-        min_rate[c[first]] = np.minimum.reduceat(rate, first)
-    zero_flow = np.bincount(c[rate <= params.zero_flow_tolerance_l_per_h], minlength=n) > 0
+    if len(first):
+        min_rate[seg] = np.minimum.reduceat(rate, first)
+    # Known rates are finite, so "some interval at zero flow" is "the minimum is at zero flow".
+    zero_flow = min_rate <= params.zero_flow_tolerance_l_per_h
 
-    # Burst: runs of consecutive above-threshold intervals; each counts by its own length.
-    above = rate > params.burst_flow_l_per_h
-    follows = np.zeros(len(above), dtype=bool)
-    follows[1:] = above[:-1] & (c[1:] == c[:-1]) & (s[1:] == e[:-1])
-    run_start = above & ~follows
-    idx = np.flatnonzero(above)
-    run = np.cumsum(run_start)[idx] - 1
+    burst_rate, burst_min = _bursts(c, s, e, dur, vol, rate, n, params)
+    return {"coverage": coverage, "volume": volume, "night_flow": night_flow, "min_rate": min_rate,
+            "zero_flow": zero_flow, "burst_rate": burst_rate, "burst_min": burst_min}
+
+
+def _bursts(c, s, e, dur, vol, rate, n: int, params: LeakParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per meter: the highest sustained flow (L/h) of its bursts and that burst's length (min), NaN
+    without a burst. A burst is a run of consecutive intervals above the threshold lasting at least
+    the minimum duration; each run counts by its own length."""
+    idx = np.flatnonzero(rate > params.burst_flow_l_per_h)  # few: runs are found among them only
+    ci, si, ei = c[idx], s[idx], e[idx]
+    follows = (idx[1:] == idx[:-1] + 1) & (ci[1:] == ci[:-1]) & (si[1:] == ei[:-1])
+    run_start = np.r_[True, ~follows] if len(idx) else np.zeros(0, dtype=bool)
+    run = np.cumsum(run_start) - 1
     run_s = _sum_by(run, dur[idx], 0)
     run_v = _sum_by(run, vol[idx], 0)
-    run_code = c[run_start]
+    run_code = ci[run_start]
     ok = run_s >= params.burst_min_duration_min * 60.0
     burst_rate, burst_min = np.full(n, np.nan), np.full(n, np.nan)
     if ok.any():
@@ -168,8 +208,7 @@ def _day_stats(iv: Intervals, ds: int, de: int, night: tuple[int, int], params: 
         order = np.lexsort((rr, rc))  # the highest sustained flow of each meter comes last
         last = order[np.r_[rc[order][1:] != rc[order][:-1], True]]
         burst_rate[rc[last]], burst_min[rc[last]] = rr[last], rs[last] / 60.0
-    return {"coverage": coverage, "volume": volume, "night_flow": night_flow, "min_rate": min_rate,
-            "zero_flow": zero_flow, "burst_rate": burst_rate, "burst_min": burst_min}
+    return burst_rate, burst_min
 
 
 def _history_matrix(history: pd.DataFrame | None, ids: np.ndarray, first: date, n_days: int) -> tuple:
@@ -181,37 +220,70 @@ def _history_matrix(history: pd.DataFrame | None, ids: np.ndarray, first: date, 
     missing = {"meter_id", "day", "volume_l"} - set(history.columns)
     if missing:
         raise ValueError(f"history lacks column(s) {sorted(missing)}; expected meter_id, day, volume_l[, coverage]")
-    m = pd.Index(ids, dtype=object).get_indexer(history["meter_id"].astype(str))
-    # Few distinct days: convert those, not millions of date objects.
-    day_code, days = pd.factorize(history["day"])
-    offsets = np.array([(pd.Timestamp(d).date() - first).days for d in days], dtype=np.int64)
-    j = np.where(day_code >= 0, offsets[np.maximum(day_code, 0)] if len(days) else -1, -1)
+    codes, seen = pd.factorize(history["meter_id"].astype(str).to_numpy(dtype=object))
+    # Each distinct id looked up once in the fleet, not once per row (-1, a missing id, stays -1).
+    m = np.append(pd.Index(ids, dtype=object).get_indexer(seen), -1)[codes]
+    j = _day_offsets(history["day"].to_numpy(dtype=object), first)
+    volume_l = history["volume_l"].to_numpy(dtype=np.float64)
+    coverage = history["coverage"].to_numpy(dtype=np.float64) if "coverage" in history.columns else None
     keep = (m >= 0) & (j >= 0) & (j < n_days)
-    m, j = m[keep], j[keep].astype(np.int64)
-    vol[m, j] = history["volume_l"].to_numpy(dtype=np.float64)[keep]
-    cov[m, j] = (history["coverage"].to_numpy(dtype=np.float64)[keep] if "coverage" in history.columns
-                 else np.where(np.isnan(vol[m, j]), np.nan, 1.0))
+    if not keep.all():
+        m, j, volume_l = m[keep], j[keep], volume_l[keep]
+        coverage = None if coverage is None else coverage[keep]
+    vol[m, j] = volume_l
+    cov[m, j] = coverage if coverage is not None else np.where(np.isnan(vol[m, j]), np.nan, 1.0)
     return vol, cov
 
 
-def _abnormal(day_volume, day_coverage, hist_vol, hist_cov, params: LeakParams):
-    """Loi Warsmann test per meter: (leak, evaluable, period volume, reference average).
+#: Rows compared before paying a full pass to find runs of one day.
+_RUN_PROBE = 4096
 
-    A day counts when its coverage reaches ``min_coverage``; its volume is scaled to the full day
-    (volume / coverage). A period counts when that many of its days count; its volume is the mean
-    of its counted days × its length. All comparable periods and the current one must count.
+
+def _day_offsets(days: np.ndarray, first: date) -> np.ndarray:
+    """Days from ``first`` to each of ``days`` (date-like objects), int64, −1 where missing.
+
+    Few distinct days: each is converted once, not millions of date objects. read_history gives
+    them day by day, in long runs, which comparing neighbours finds ~3× faster than hashing.
+    """
+    head = days[:_RUN_PROBE]
+    starts = None
+    if len(days) and 2 * np.count_nonzero(head[1:] != head[:-1]) <= len(head):
+        starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    if starts is not None and 64 * len(starts) <= len(days):
+        labels, codes = days[starts], np.repeat(np.arange(len(starts)), np.diff(starts, append=len(days)))
+    else:
+        codes, labels = pd.factorize(days)
+    offsets = [-1 if pd.isna(d) else (pd.Timestamp(d).date() - first).days for d in labels]
+    return np.array(offsets + [-1], dtype=np.int64)[codes]  # code -1 (missing) → the last, −1
+
+
+def _abnormal(vol: np.ndarray, cov: np.ndarray, params: LeakParams):
+    """Loi Warsmann test per meter: (leak, evaluable, period volume, reference average), the
+    last two NaN where not evaluable.
+
+    ``vol``/``cov``: volume (L) and coverage per meter and day, shape ``(meters, (k + 1) × p)``
+    for ``k`` = ``abnormal_history_periods`` periods of ``p`` = ``abnormal_period_days`` days, the
+    last column day D. A day counts when its coverage reaches ``min_coverage``; its volume is
+    scaled to the full day (volume / coverage). A period counts when that many of its days count;
+    its volume is the mean of its counted days × its length. All comparable periods and the
+    current one must count.
     """
     p, k = params.abnormal_period_days, params.abnormal_history_periods
-    vol = np.concatenate([hist_vol, day_volume[:, None]], axis=1)
-    cov = np.concatenate([hist_cov, day_coverage[:, None]], axis=1)
-    usable = (cov >= params.min_coverage) & ~np.isnan(vol)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        est = np.where(usable, vol / cov, 0.0).reshape(len(vol), k + 1, p)
-        counted = usable.reshape(len(vol), k + 1, p).sum(axis=2)
-        period = est.sum(axis=2) / counted * p
-    period_ok = counted >= params.min_coverage * p
-    evaluable = period_ok.all(axis=1)
-    current, average = period[:, k], period[:, :k].mean(axis=1)
+    n = len(vol)
+    usable = cov >= params.min_coverage
+    usable &= ~np.isnan(vol)
+    counted = usable.reshape(n, k + 1, p).sum(axis=2)
+    evaluable = (counted >= params.min_coverage * p).all(axis=1)
+    # Volumes only for the meters that can be judged (none while history is still building up).
+    rows = np.flatnonzero(evaluable)
+    if len(rows) < n:
+        vol, cov, usable, counted = vol[rows], cov[rows], usable[rows], counted[rows]
+    with np.errstate(invalid="ignore", divide="ignore"):  # days that do not count: dropped below
+        est = vol / cov
+    np.copyto(est, 0.0, where=~usable)
+    period = est.reshape(len(rows), k + 1, p).sum(axis=2) / counted * p
+    current, average = np.full(n, np.nan), np.full(n, np.nan)
+    current[rows], average[rows] = period[:, k], period[:, :k].mean(axis=1)
     leak = evaluable & (current > WARSMANN_FACTOR * average) & (
         current - average > params.abnormal_min_excess_l_per_day * p)
     return leak, evaluable, current, average
@@ -224,12 +296,13 @@ def _meter_flags(alarms: pd.DataFrame, ids: np.ndarray, ds: int, de: int) -> np.
         raise ValueError(f"alarms lack column(s) {sorted(missing)}; expected meter_id, time, alarms")
     t = alarms["time"].to_numpy(dtype=np.int64)
     text = alarms["alarms"].to_numpy(dtype=object)
-    raised = np.flatnonzero((t >= ds) & (t < de))
-    raised = raised[text[raised] != ""]
+    # Text compared on the day's rows only, without gathering them (alarms may be all the readings).
+    on_day = (t >= ds) & (t < de)
+    raised = np.flatnonzero(np.not_equal(text, "", out=np.zeros(len(text), dtype=bool), where=on_day))
     raised = raised[pd.notna(text[raised])]
     mask = np.zeros(len(ids), dtype=np.int64)
     if len(raised):
-        owner = pd.Index(ids, dtype=object).get_indexer(alarms["meter_id"].to_numpy(dtype=object)[raised])
+        owner = _positions(ids, alarms["meter_id"].to_numpy(dtype=object)[raised])
         tokens = pd.Series(text[raised]).str.split().explode()
         owner = owner[tokens.index.to_numpy()]
         for bit, flag in enumerate(LEAK_FLAGS):
@@ -261,13 +334,13 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     interval flow (continuous_flow), the highest sustained flow (burst), the mean excess flow over
     the period (abnormal_consumption, when the average is known).
     """
-    meters, t, v, _ = sorted_readings(readings)
-    iv = params.intervals(meters, t, v)
+    meters, t, v = sorted_readings(readings)
+    ds, de = local_midnight(day, tz), local_midnight(day + timedelta(days=1), tz)
+    iv = params.intervals(meters, t, v, window=(ds, de))
     ids = meters.ids
     all_ids, where = _union_ids(ids, meter_ids)  # where: readings' meter code → position in all_ids
     n, n_all = len(ids), len(all_ids)
 
-    ds, de = local_midnight(day, tz), local_midnight(day + timedelta(days=1), tz)
     night = (_local_ts(day, NIGHT_START, tz), _local_ts(day, NIGHT_END, tz))
     st = _day_stats(iv, ds, de, night, params)
 
@@ -283,10 +356,10 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     enough = coverage >= params.min_coverage
 
     # Shared "not enough data" status and detail for the three flow rules.
-    base_status = np.where(enough, _OK, _NODATA).astype(object)
+    base_status = _choose(enough, _OK, _NODATA)
     base_detail = np.full(n_all, "", dtype=object)
     low = ~enough & has_data
-    base_detail[low] = _fmt(f"coverage %.2f < {params.min_coverage:.2f}", coverage[low])
+    base_detail[low] = _fmt(f"coverage %.3f < {params.min_coverage:.3f}", coverage[low])
     base_detail[~has_data] = "no readings"
 
     # continuous_flow
@@ -306,8 +379,10 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
 
     # abnormal_consumption
     first_hist = day - timedelta(days=params.history_days)
-    hv, hc = _history_matrix(history, all_ids, first_hist, params.history_days)
-    ab_leak, evaluable, current, average = _abnormal(volume, coverage, hv, hc, params)
+    # One column per day, D last: its own volume and coverage, never a history row for D.
+    day_vol, day_cov = _history_matrix(history, all_ids, first_hist, params.history_days + 1)
+    day_vol[:, -1], day_cov[:, -1] = volume, coverage
+    ab_leak, evaluable, current, average = _abnormal(day_vol, day_cov, params)
     ab_leak &= enough
     ab_status, ab_detail = base_status.copy(), base_detail.copy()
     no_hist = enough & ~evaluable
@@ -329,9 +404,12 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
         mask = widen(_meter_flags(alarms, ids, ds, de), 0)
         table = np.array([" ".join(str(f) for i, f in enumerate(LEAK_FLAGS) if m >> i & 1)
                           for m in range(1 << len(LEAK_FLAGS))], dtype=object)
-        mf_status = np.where(mask > 0, _LEAK, np.where(has_reading, _OK, _NODATA)).astype(object)
-        mf_detail = np.where(has_reading, table[mask], np.where(has_data, "no readings on the day", "no readings"))
-        blocks.append((mf_status, mf_detail.astype(object), np.full(n_all, np.nan)))
+        mf_status = _choose(has_reading, _OK, _NODATA)
+        mf_status[mask > 0] = _LEAK
+        mf_detail = table[mask]
+        silent = ~has_reading
+        mf_detail[silent] = _choose(has_data[silent], "no readings on the day", "no readings")
+        blocks.append((mf_status, mf_detail, np.full(n_all, np.nan)))
         rules.append(LeakRule.METER_FLAG)
 
     k = len(blocks)
@@ -365,8 +443,17 @@ def to_check_results(frame: pd.DataFrame) -> list[CheckResult]:
 
     rules = {str(r): r for r in LeakRule}
     statuses = {str(s): s for s in CheckStatus}
-    return [CheckResult(m, d, rules[r], statuses[s], rate, night, vol, cov, detail)
-            for m, d, r, s, rate, night, vol, cov, detail in zip(*(col(c) for c in RESULT_COLUMNS))]
+    columns = [col(c) for c in RESULT_COLUMNS]
+    # A fleet is ~10^5-10^6 records, none in a reference cycle: the cyclic collector's repeated
+    # passes over them while they are made would cost more than making them (~2.5×).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return [CheckResult(m, d, rules[r], statuses[s], rate, night, vol, cov, detail)
+                for m, d, r, s, rate, night, vol, cov, detail in zip(*columns)]
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def daily_volumes(readings: pd.DataFrame, first_day: date, last_day: date, tz: ZoneInfo,
@@ -377,7 +464,7 @@ def daily_volumes(readings: pd.DataFrame, first_day: date, last_day: date, tz: Z
     rata by overlap; NaN when nothing of the day is known), ``coverage`` (0–1). Sorted by meter
     then day; the shape :func:`detect_leaks` takes as ``history``.
     """
-    meters, t, v, _ = sorted_readings(readings)
+    meters, t, v = sorted_readings(readings)
     iv = params.intervals(meters, t, v)
     ids = meters.ids
     edges = bucket_edges(first_day, last_day, tz, "day")

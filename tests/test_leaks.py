@@ -218,6 +218,32 @@ def test_results_do_not_depend_on_the_other_meters():
     assert set(together.status) == {"leak", "ok", "insufficient_data"}
 
 
+def test_results_do_not_depend_on_row_order():
+    """read_indices sorts by meter; read_window, its flags and read_history come in InfluxDB's order
+    (by time). Both orders take different paths (neighbour runs or hashing) to the same results."""
+    df, hist = mixed_fleet(DAY)
+    # Enough meters that each day of history is a long run, as read_history returns it.
+    hist = pd.concat([hist] + [history_of(f"z{i:03d}", DAY, [100.0] * 27) for i in range(100)])
+    by_meter = df.sort_values(["meter_id", "time"], kind="stable").reset_index(drop=True)
+    by_time = df.sort_values(["time", "meter_id"], kind="stable").reset_index(drop=True)
+    flags = by_time.loc[by_time.alarms != "", ["meter_id", "time", "alarms"]].reset_index(drop=True)
+    expected = detect_leaks(by_meter, DAY, PARIS, P, history=hist.sort_values(["meter_id", "day"], kind="stable"))
+    got = detect_leaks(by_time[["meter_id", "time", "index_m3"]], DAY, PARIS, P, alarms=flags,
+                       history=hist.sort_values(["day", "meter_id"], kind="stable"))
+    pd.testing.assert_frame_equal(got, expected)
+    assert set(expected.rule[expected.status == "leak"]) == {str(r) for r in LeakRule}
+
+
+def test_flags_of_unknown_or_missing_meters_are_ignored():
+    m = local_midnight(DAY, PARIS)
+    df = meter("a", DAY, 60, household).drop(columns="alarms")
+    flags = pd.DataFrame({"meter_id": pd.Series(["a", "ghost", None], dtype=str), "time": [m + 3600] * 3,
+                          "alarms": ["LEAK", "BURST", "REVERSE_FLOW"]})
+    res = detect_leaks(df, DAY, PARIS, P, alarms=flags)
+    assert list(res.meter_id.unique()) == ["a"]
+    assert rule(res, "a", LeakRule.METER_FLAG).detail == "LEAK"
+
+
 def test_check_results_and_params():
     df, hist = mixed_fleet(DAY)
     res = detect_leaks(df, DAY, PARIS, P, history=hist)
