@@ -15,6 +15,7 @@ Message path:
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -106,9 +107,12 @@ class Ingestor:
             self._routes: list[tuple[str, Decoder]] = [(f, get_decoder(name)) for f, name in settings.topic_decoders()]
         except KeyError as exc:
             raise ValueError(f"VIGIE_WATER_TOPICS: {exc.args[0]}") from None
+        # paho's topic_matches_sub builds a matcher tree on every call; a meter keeps its topic,
+        # so remembering each topic's decoder makes routing a dict lookup.
+        self._decoder_for = functools.lru_cache(maxsize=100_000)(self._match_decoder)
         self.directory = MeterDirectory(sessions, accept_unknown=accept_unknown)
         self.max_backoff_s = max_backoff_s
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # in C: a put costs ~0.1 µs, not ~2
         self._lock = threading.Lock()
         self._received = self._ignored = self._stored = self._commits = self._max_group = 0
         self._in_flight = 0          # messages handed to the commit thread, not yet committed
@@ -217,7 +221,7 @@ class Ingestor:
             self._in_flight += 1
         self._queue.put(self._decode(msg))
 
-    def _decoder_for(self, topic: str) -> Decoder | None:
+    def _match_decoder(self, topic: str) -> Decoder | None:
         for topic_filter, decoder in self._routes:
             if topic_matches_sub(_unshared(topic_filter), topic):
                 return decoder
@@ -318,3 +322,4 @@ def _unshared(topic_filter: str) -> str:
         parts = topic_filter.split("/", 2)
         return parts[2] if len(parts) == 3 else topic_filter
     return topic_filter
+

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
+from itertools import islice
 from pathlib import Path
 
 from vigie.records import MeterReading
 
 FILE_NAME = "spool.sqlite"
+CACHE_MAX = 200_000  # readings kept in memory for the writer, at most
 
 
 class Spool:
@@ -36,6 +39,11 @@ class Spool:
         db.execute("CREATE TABLE IF NOT EXISTS spool ("
                    "seq INTEGER PRIMARY KEY AUTOINCREMENT, reading TEXT NOT NULL)")
         self._pending = db.execute("SELECT count(*) FROM spool").fetchone()[0]
+        # The readings appended by this process, oldest first, kept in memory so that peek() need
+        # not read back and re-parse what was just written; used only while the spool holds
+        # nothing else (rows of an earlier run, or more than CACHE_MAX during an outage).
+        self._cache: deque[tuple[int, MeterReading]] = deque()
+        self._cache_ok = self._pending == 0
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -59,15 +67,26 @@ class Spool:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT INTO spool (reading) VALUES (?)", rows)
+            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         with self._lock:
             self._pending += len(rows)
+            if self._cache_ok:
+                if len(self._cache) + len(readings) > CACHE_MAX:
+                    self._cache_ok = False
+                    self._cache.clear()
+                else:
+                    # One appending thread and BEGIN IMMEDIATE: the group's seqs are consecutive.
+                    self._cache.extend(zip(range(last - len(readings) + 1, last + 1), readings))
 
     def peek(self, n: int) -> list[tuple[int, MeterReading]]:
         """The oldest ``n`` readings with their sequence numbers, oldest first; not removed."""
+        with self._lock:
+            if self._cache_ok:
+                return list(islice(self._cache, n))
         cur = self._db().execute("SELECT seq, reading FROM spool ORDER BY seq LIMIT ?", (n,))
         return [(seq, MeterReading.from_json(text)) for seq, text in cur]
 
@@ -83,6 +102,10 @@ class Spool:
             raise
         with self._lock:
             self._pending -= removed
+            while self._cache and self._cache[0][0] <= seq:
+                self._cache.popleft()
+            if not self._cache_ok and self._pending == 0:
+                self._cache_ok = True
         return removed
 
     def pending(self) -> int:

@@ -22,7 +22,6 @@ measurement, tags and timestamp, so that re-send leaves one point per reading.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from datetime import datetime, timezone

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -7,7 +7,7 @@ writes it as line protocol, analytics read it back as columns.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timezone
 from enum import StrEnum
 
@@ -56,7 +56,8 @@ class MeterReading:
             object.__setattr__(self, "time", self.time.astimezone(timezone.utc))
 
     def to_json(self) -> str:
-        d = asdict(self)
+        # Not dataclasses.asdict: it deep-copies every field (5x slower, on the ingest path).
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["time"] = self.time.isoformat()
         d["alarms"] = list(self.alarms)
         return json.dumps(d, separators=(",", ":"))

@@ -102,17 +102,19 @@ def timestamp(obj: dict, field: str, received_at: datetime, max_future_s: float,
     if not isinstance(value, str):
         raise DecodeError(f"{field} must be an ISO 8601 string, got {_short(value)}", "bad_time")
     try:
-        # The common wmbusmeters form first: strptime is exact about it.
-        t = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        # fromisoformat (Python ≥ 3.11, "Z" included) is ~20x faster than strptime, which stays
+        # as the fallback for the unpadded forms ("2026-3-4T7:42:10Z") only it reads.
+        t = datetime.fromisoformat(value)
     except ValueError:
         try:
-            t = datetime.fromisoformat(value)
+            t = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         except ValueError:
             raise DecodeError(f"{field} {_short(value)} is not an ISO 8601 time", "bad_time") from None
-        if t.tzinfo is None:
-            if not naive_is_utc:
-                raise DecodeError(f"{field} {_short(value)} has no UTC offset", "bad_time")
-            t = t.replace(tzinfo=timezone.utc)
+    if t.tzinfo is None:
+        if not naive_is_utc:
+            raise DecodeError(f"{field} {_short(value)} has no UTC offset", "bad_time")
+        t = t.replace(tzinfo=timezone.utc)
+    elif t.utcoffset():
         t = t.astimezone(timezone.utc)
     if t < EARLIEST:
         raise DecodeError(f"{field} {value} is before {EARLIEST:%Y-%m-%d} (gateway clock reset?)", "bad_time")
