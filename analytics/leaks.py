@@ -52,9 +52,9 @@ _LEAK, _OK, _NODATA = str(CheckStatus.LEAK), str(CheckStatus.OK), str(CheckStatu
 
 @dataclass(frozen=True, slots=True)
 class LeakParams:
-    """Thresholds of the leak rules (units in the names; the first eight mirror
-    :class:`vigie.config.Settings`, the last two are interval sanity limits, see
-    :func:`vigie.analytics.intervals.compute_intervals`)."""
+    """Thresholds of the leak rules (units in the names), mirroring :class:`vigie.config.Settings`;
+    the last two are the interval sanity limits of
+    :func:`vigie.analytics.intervals.compute_intervals`."""
 
     min_coverage: float = 0.8
     max_interval_h: float = 3.0

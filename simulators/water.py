@@ -879,19 +879,8 @@ def parse_leak_spec(spec: str) -> Leak:
     if len(parts) != 3:
         raise ValueError(f"--leak {spec!r}: expected METER:RATE:START, e.g. 17:4:2026-10-20T14:00")
     meter, rate, start = parts
-    if not meter.isdigit():
-        raise ValueError(f"--leak {spec!r}: METER {meter!r} must be the meter's fleet position (0, 1, …)")
-    try:
-        rate_v = float(rate)
-    except ValueError:
-        raise ValueError(f"--leak {spec!r}: RATE {rate!r} is not a number of L/h") from None
-    if not math.isfinite(rate_v) or rate_v <= 0:
-        raise ValueError(f"--leak {spec!r}: RATE must be > 0 L/h")
-    try:
-        start_v = datetime.fromisoformat(start)
-    except ValueError:
-        raise ValueError(f"--leak {spec!r}: START {start!r} is not an ISO 8601 date-time") from None
-    return Leak(int(meter), rate_v, start_v)
+    return Leak(_parse_position(spec, "--leak", meter), _parse_positive(spec, "--leak", "RATE", rate, "L/h"),
+                _parse_time(spec, "--leak", "START", start))
 
 
 def _parse_position(spec: str, option: str, meter: str) -> int:
@@ -900,11 +889,21 @@ def _parse_position(spec: str, option: str, meter: str) -> int:
     return int(meter)
 
 
-def _parse_time(spec: str, option: str, value: str) -> datetime:
+def _parse_time(spec: str, option: str, name: str, value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{option} {spec!r}: {value!r} is not an ISO 8601 date-time") from None
+        raise ValueError(f"{option} {spec!r}: {name} {value!r} is not an ISO 8601 date-time") from None
+
+
+def _parse_positive(spec: str, option: str, name: str, value: str, unit: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise ValueError(f"{option} {spec!r}: {name} {value!r} is not a number of {unit}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError(f"{option} {spec!r}: {name} must be > 0 {unit}")
+    return x
 
 
 def parse_gap_spec(spec: str) -> Gap:
@@ -914,13 +913,8 @@ def parse_gap_spec(spec: str) -> Gap:
     start, _, hours = rest.rpartition(":")
     if not start or not hours:
         raise ValueError(f"--gap {spec!r}: expected METER:START:HOURS, e.g. 3:2026-10-20T08:00:12")
-    try:
-        hours_v = float(hours)
-    except ValueError:
-        raise ValueError(f"--gap {spec!r}: HOURS {hours!r} is not a number") from None
-    if not math.isfinite(hours_v) or hours_v <= 0:
-        raise ValueError(f"--gap {spec!r}: HOURS must be > 0")
-    return Gap(_parse_position(spec, "--gap", meter), _parse_time(spec, "--gap", start), hours_v)
+    return Gap(_parse_position(spec, "--gap", meter), _parse_time(spec, "--gap", "START", start),
+               _parse_positive(spec, "--gap", "HOURS", hours, "hours"))
 
 
 def parse_replacement_spec(spec: str) -> Replacement:
@@ -928,4 +922,4 @@ def parse_replacement_spec(spec: str) -> Replacement:
     meter, _, at = spec.partition(":")
     if not at:
         raise ValueError(f"--replace {spec!r}: expected METER:AT, e.g. 5:2026-10-20T10:30")
-    return Replacement(_parse_position(spec, "--replace", meter), _parse_time(spec, "--replace", at))
+    return Replacement(_parse_position(spec, "--replace", meter), _parse_time(spec, "--replace", "AT", at))
