@@ -51,9 +51,10 @@ def main(paths: list[Path]) -> None:
     try:
         if not ingestor.wait_subscribed(10):
             sys.exit("broker: no subscription")
+        data = load_daiad(paths, "Europe/Madrid")
         with ctx.sessions() as s:
-            upsert_rows(s, daiad_registry_rows(sorted(load_daiad(paths).readings["meter_id"].unique())))
-        report = replay_daiad(paths, settings.mqtt_url, "Europe/Madrid")
+            upsert_rows(s, daiad_registry_rows(sorted(data.readings["meter_id"].unique())))
+        report = replay_daiad(paths, settings.mqtt_url, "Europe/Madrid", data=data)
         deadline = time.monotonic() + 600
         while (ingestor.stats().written + ingestor.stats().dead_letters_total < report.published
                and time.monotonic() < deadline):

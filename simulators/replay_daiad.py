@@ -199,17 +199,19 @@ class ReplayReport:
 
 
 def replay_daiad(paths: Sequence[Path | str], mqtt_url: str, tz: str = "Europe/Madrid", *,
-                 start: datetime | None = None, end: datetime | None = None, speed: float | None = None,
+                 data: DaiadData | None = None, start: datetime | None = None, end: datetime | None = None,
+                 speed: float | None = None,
                  progress: Callable[[int, int], None] | None = None, username: str | None = None,
                  password: str | None = None) -> ReplayReport:
     """Load ``paths`` (:func:`load_daiad`) and publish the readings in time order as wmbusmeters
     JSON (driver ``izar``, topic ``wmbusmeters/<user key>``, QoS 1) with
     :func:`vigie.simulators.publish.publish_readings`; returns once the broker acknowledged all.
 
+    ``data``: the files already loaded with :func:`load_daiad` (e.g. to register the meters first).
     ``start``/``end``: publish only readings in ``[start, end)`` (naive = local time in ``tz``).
     ``speed``, ``progress``, credentials: as in :func:`publish_readings`.
     """
-    data = load_daiad(paths, tz)
+    data = data if data is not None else load_daiad(paths, tz)
     r = data.readings
     zone = ZoneInfo(tz)
     keep = np.ones(len(r), dtype=bool)

@@ -36,13 +36,14 @@ def replayed(shared_dir, mosquitto, influx_store, tmp_path, sqlite_url):
                         influx_url=influx_store.url, influx_database=influx_store.database,
                         database_url=sqlite_url, data_dir=tmp_path / "var", timezone="Europe/Madrid")
     ctx = AppContext.create(settings)
+    data = load_daiad(files, "Europe/Madrid")
     with ctx.sessions() as s:
-        upsert_rows(s, daiad_registry_rows(sorted(load_daiad(files).readings["meter_id"].unique())))
+        upsert_rows(s, daiad_registry_rows(sorted(data.readings["meter_id"].unique())))
     ingestor = Ingestor(settings, ctx.store, ctx.sessions)
     ingestor.start()
     try:
         assert ingestor.wait_subscribed(10)
-        report = replay_daiad(files, settings.mqtt_url, "Europe/Madrid",
+        report = replay_daiad(files, settings.mqtt_url, "Europe/Madrid", data=data,
                               start=datetime(2016, 3, 1), end=datetime(2016, 4, 26))
         deadline = datetime.now() + timedelta(seconds=60)
         while ingestor.stats().written < report.published and datetime.now() < deadline:

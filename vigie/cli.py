@@ -292,13 +292,13 @@ def replay_daiad_cmd(
 
     settings = _settings()
     try:
+        data = load_daiad(files, tz)
         if register:
-            ids = sorted(load_daiad(files, tz).readings["meter_id"].unique())
             ctx = _context(ensure_influx=False)
             with ctx.sessions() as s:
-                upsert_rows(s, daiad_registry_rows(ids))
-        report = replay_daiad(files, settings.mqtt_url, tz, speed=speed, progress=_progress("replay daiad"),
-                              username=settings.mqtt_username,
+                upsert_rows(s, daiad_registry_rows(sorted(data.readings["meter_id"].unique())))
+        report = replay_daiad(files, settings.mqtt_url, tz, data=data, speed=speed,
+                              progress=_progress("replay daiad"), username=settings.mqtt_username,
                               password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
     except (DaiadFormatError, OSError) as exc:
         typer.echo(f"replay daiad: {exc}", err=True)
