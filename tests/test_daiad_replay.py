@@ -18,7 +18,6 @@ from vigie.jobs import leak_job
 from vigie.registry import upsert_rows
 from vigie.simulators.replay_daiad import daiad_registry_rows, load_daiad, replay_daiad
 
-import services
 
 LEAKY = "0da96e4d-fd26-4a7b-8c2c-9b2781706952"
 NORMAL = "1f7b2064-2d1a-423b-8023-4db985701ff5"
