@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 import pytest
+from clock import FakeClock
 import services
 from sqlalchemy import select
 
@@ -19,17 +20,6 @@ from vigie.registry import RegistryRow, upsert_rows
 
 DAY = date(2026, 3, 14)
 SENDER = "vigie@commune.example"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 15, 5, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def settings(smtp_port: int, **kw) -> Settings:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 import pytest
+from clock import FakeClock
 from sqlalchemy import create_engine, event, func, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 
@@ -21,19 +22,6 @@ from vigie.registry import RegistryRow, upsert_rows
 
 PG_URL = os.environ.get("VIGIE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 D0 = date(2026, 3, 14)
-
-
-class FakeClock:
-    """The daily J+1 run: 06:00 Paris (05:00 UTC in March) on the day after the checked day."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 15, 5, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def run_for(self, day: date) -> None:
-        self.now = datetime(day.year, day.month, day.day, 5, 0, tzinfo=timezone.utc) + timedelta(days=1)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
