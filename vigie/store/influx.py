@@ -12,7 +12,7 @@ protocol, field type conflict, bad query); the message is InfluxDB's own.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 import httpx
@@ -188,7 +188,3 @@ class InfluxStore:
             out.extend(res.get("series", []))
         return out
 
-
-def lines_of(points: Iterable) -> list[str]:
-    """Line protocol for objects with ``to_line_protocol()`` (influxdb-client ``Point``s)."""
-    return [p.to_line_protocol() for p in points]
