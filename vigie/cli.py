@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,10 +24,9 @@ log = logging.getLogger("vigie")
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "apscheduler", "urllib3", "apprise"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from vigie.logs import setup_logging
+
+    setup_logging(verbose)
 
 
 def _settings():

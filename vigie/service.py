@@ -33,7 +33,8 @@ def run_service(ctx: AppContext) -> None:
     scheduler = build_scheduler(ctx)
     scheduler.start()
     app = create_app(ctx, ingestor=ingestor)
-    config = uvicorn.Config(app, host=ctx.settings.api_host, port=ctx.settings.api_port, log_level="info")
+    config = uvicorn.Config(app, host=ctx.settings.api_host, port=ctx.settings.api_port, log_level="info",
+                            log_config=None)  # uvicorn's records go through vigie.logs' redacting handler
     server = uvicorn.Server(config)
     log.info("API on http://%s:%d (docs at /docs)", ctx.settings.api_host, ctx.settings.api_port)
     try:
