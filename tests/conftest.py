@@ -15,6 +15,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import services  # noqa: E402
 
 from vigie.store import InfluxStore  # noqa: E402
+from vigie.store.influx import RetentionPolicy  # noqa: E402
+
+# The service's default policies beside the raw one (vigie.config: aggregates kept, events 90 days).
+TEST_POLICIES = (RetentionPolicy("vigie_aggregates", "INF", "aggregates"),
+                 RetentionPolicy("vigie_events", "90d", "events"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 if not SHARED.exists():  # CI clones beside a copy of shared/
@@ -53,7 +58,7 @@ _db_counter = itertools.count()
 def influx_store(influxd):
     """An :class:`InfluxStore` on a fresh database of the session influxd."""
     store = InfluxStore(services.influx_url(influxd), f"test_{next(_db_counter)}_{uuid.uuid4().hex[:6]}",
-                        retention_policy="vigie_raw")
+                        retention_policy="vigie_raw", policies=TEST_POLICIES)
     store.ensure_database("INF")
     yield store
     store.close()

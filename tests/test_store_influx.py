@@ -61,3 +61,37 @@ def test_unreachable_server_is_unavailable():
     assert not store.ping()
     with pytest.raises(StoreUnavailable):
         store.write_lines(["m v=1 1"])
+
+
+def test_retention_policies_are_created_and_kept_in_step(influx_store):
+    from vigie.store.influx import RetentionPolicy
+
+    assert influx_store.retention_policies() == {
+        "autogen": "0s", "vigie_raw": "0s", "vigie_aggregates": "0s", "vigie_events": "2160h0m0s"}
+    assert influx_store.policy_for("events") == "vigie_events" and influx_store.policy_for("nope") is None
+    shorter = InfluxStore(influx_store.url, influx_store.database, retention_policy="vigie_raw",
+                          policies=[RetentionPolicy("vigie_events", "30d", "events")])
+    shorter.ensure_database("730d")
+    got = shorter.retention_policies()
+    assert got["vigie_events"] == "720h0m0s" and got["vigie_raw"] == "17520h0m0s"
+    default = shorter.query_json(f'SHOW RETENTION POLICIES ON "{influx_store.database}"')[0]
+    assert [r[0] for r in default["values"] if r[-1] is True] == ["vigie_raw"]  # writes' policy stays default
+    shorter.close()
+
+
+def test_events_older_than_their_retention_are_refused(influx_store):
+    now = int(datetime.now(UTC).timestamp())
+    rp = influx_store.policy_for("events")
+    influx_store.write_lines([f"home_event,home_id=h1 state=1i {now - 3600}"], retention_policy=rp)
+    with pytest.raises(StoreRejected, match="retention"):
+        influx_store.write_lines([f"home_event,home_id=h1 state=1i {now - 100 * 86400}"], retention_policy=rp)
+    rows = influx_store.query_json(f"SELECT count(state) FROM {influx_store.measurement('home_event', rp)}")
+    assert rows[0]["values"][0][1] == 1
+    assert influx_store.query_json('SELECT count(state) FROM "home_event"') == []  # not in the raw policy
+
+
+def test_bad_retention_duration_is_refused_with_its_name():
+    from vigie.store.influx import RetentionPolicy
+
+    with pytest.raises(ValueError, match="30m"):
+        RetentionPolicy("x", "30m")

@@ -60,7 +60,16 @@ class Settings(BaseSettings):
     influx_username: str | None = Field(None, description="InfluxDB user, if authentication is on")
     influx_password: SecretStr | None = Field(None, description="InfluxDB password (secret)")
     influx_retention_policy: str = Field("vigie_raw", description="Retention policy for raw readings")
-    influx_retention_duration: str = Field("INF", description="InfluxQL duration, e.g. 730d or INF")
+    influx_retention_duration: str = Field("INF", description="How long raw readings are kept: INF or "
+                                           "whole h/d/w, e.g. 730d (replays of old data sets need INF)")
+    influx_aggregates_policy: str = Field("vigie_aggregates", description="Retention policy for daily "
+                                          "results (J+1 checks, daily volumes)")
+    influx_aggregates_duration: str = Field("INF", description="How long daily results are kept "
+                                            "(they feed the Warsmann comparison with past periods)")
+    influx_events_policy: str = Field("vigie_events", description="Retention policy for raw "
+                                      "assisted-living sensor events")
+    influx_events_duration: str = Field("90d", description="How long raw assisted-living events are "
+                                        "kept (personal data: keep it short)")
     write_batch_size: int = Field(5000, ge=1, description="Points per /write request at most")
     write_batch_interval_s: float = Field(1.0, gt=0, description="Flush a partial batch after this long")
 
@@ -119,6 +128,16 @@ class Settings(BaseSettings):
             raise ValueError(f"VIGIE_INFLUX_URL={v!r}: expected http://host:port")
         return v.rstrip("/")
 
+    @field_validator("influx_retention_duration", "influx_aggregates_duration", "influx_events_duration")
+    @classmethod
+    def _check_duration(cls, v: str, info) -> str:
+        from vigie.store.influx import DURATION_RE
+
+        if not DURATION_RE.match(v):
+            raise ValueError(f"VIGIE_{info.field_name.upper()}={v!r}: expected INF or a whole number of hours, "
+                             "days or weeks, at least 1h (e.g. 90d, 52w)")
+        return v
+
     @field_validator("leak_check_time")
     @classmethod
     def _check_time(cls, v: str) -> str:
@@ -158,6 +177,13 @@ class Settings(BaseSettings):
     @property
     def mqtt_tls(self) -> bool:
         return urlsplit(self.mqtt_url).scheme == "mqtts"
+
+    def influx_extra_policies(self) -> list["RetentionPolicy"]:
+        """The retention policies kept beside the raw readings' one (aggregates, events)."""
+        from vigie.store.influx import RetentionPolicy
+
+        return [RetentionPolicy(self.influx_aggregates_policy, self.influx_aggregates_duration, "aggregates"),
+                RetentionPolicy(self.influx_events_policy, self.influx_events_duration, "events")]
 
     def topic_decoders(self) -> list[tuple[str, str]]:
         """``water_topics`` as (topic filter, decoder name) pairs."""

@@ -12,7 +12,9 @@ protocol, field type conflict, bad query); the message is InfluxDB's own.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -52,19 +54,44 @@ def time_literal(t: datetime) -> str:
     return quote_str(pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
+# InfluxQL durations a retention policy accepts here: INF, or whole hours, days or weeks (InfluxDB
+# refuses policies shorter than one hour).
+DURATION_RE = re.compile(r"^(INF|[1-9][0-9]*[hdw])$")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """A retention policy to keep in step: ``name``, ``duration`` (InfluxQL: ``90d``, ``52w``,
+    ``INF``) and the ``purpose`` writers look it up by (``aggregates``, ``events``). Points older
+    than the duration are dropped by InfluxDB itself, and a write of a point already older than it
+    is refused."""
+
+    name: str
+    duration: str = "INF"
+    purpose: str = ""
+
+    def __post_init__(self) -> None:
+        if not DURATION_RE.match(self.duration):
+            raise ValueError(f"retention policy {self.name!r}: duration {self.duration!r} is not INF or "
+                             "a whole number of h, d or w (at least 1h)")
+
+
 class InfluxStore:
     """A database on an InfluxDB server, spoken to over the v1 HTTP API.
 
     ``url`` e.g. ``http://127.0.0.1:8086``; ``retention_policy`` is where writes go (``None``: the
-    database's default). Thread-safe: one pooled :class:`httpx.Client`.
+    database's default). ``policies`` are further retention policies :meth:`ensure_database` keeps in
+    step (e.g. shorter-lived raw home events, longer-lived aggregates) and that writes and FROM
+    clauses may name. Thread-safe: one pooled :class:`httpx.Client`.
     """
 
     def __init__(self, url: str, database: str, *, username: str | None = None,
                  password: str | None = None, retention_policy: str | None = None,
-                 timeout: float = 30.0) -> None:
+                 policies: Sequence[RetentionPolicy] = (), timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.database = database
         self.retention_policy = retention_policy
+        self.policies = tuple(policies)
         auth = (username, password or "") if username else None
         self._http = httpx.Client(base_url=self.url, auth=auth, timeout=timeout)
 
@@ -72,7 +99,8 @@ class InfluxStore:
     def from_settings(cls, settings) -> "InfluxStore":
         pw = settings.influx_password.get_secret_value() if settings.influx_password else None
         return cls(settings.influx_url, settings.influx_database, username=settings.influx_username,
-                   password=pw, retention_policy=settings.influx_retention_policy)
+                   password=pw, retention_policy=settings.influx_retention_policy,
+                   policies=settings.influx_extra_policies())
 
     def close(self) -> None:
         self._http.close()
@@ -108,22 +136,55 @@ class InfluxStore:
         return body
 
     def ensure_database(self, retention_duration: str = "INF") -> None:
-        """Create the database and the writes' retention policy (as default) if missing, and set
-        the policy's duration (e.g. ``730d``, ``INF``)."""
+        """Create the database if missing; create the writes' retention policy (as the database's
+        default) and every policy of ``self.policies``, or bring their durations in step.
+
+        ``retention_duration`` is the writes' policy duration (``730d``, ``INF``…).
+        """
         self.execute(f"CREATE DATABASE {quote_ident(self.database)}")
-        if not self.retention_policy:
-            return
-        rp, db = quote_ident(self.retention_policy), quote_ident(self.database)
+        if self.retention_policy:
+            self._ensure_policy(RetentionPolicy(self.retention_policy, retention_duration), default=True)
+        for policy in self.policies:
+            self._ensure_policy(policy, default=False)
+
+    def _ensure_policy(self, policy: RetentionPolicy, *, default: bool) -> None:
+        rp, db = quote_ident(policy.name), quote_ident(self.database)
+        suffix = " DEFAULT" if default else ""
         try:
-            self.execute(f"CREATE RETENTION POLICY {rp} ON {db} DURATION {retention_duration} REPLICATION 1 DEFAULT")
+            self.execute(f"CREATE RETENTION POLICY {rp} ON {db} DURATION {policy.duration} REPLICATION 1{suffix}")
         except StoreRejected as exc:
             if "already exists" not in str(exc):
                 raise
-            self.execute(f"ALTER RETENTION POLICY {rp} ON {db} DURATION {retention_duration} DEFAULT")
+            self.execute(f"ALTER RETENTION POLICY {rp} ON {db} DURATION {policy.duration}{suffix}")
+
+    def retention_policies(self) -> dict[str, str]:
+        """The database's retention policies: name → duration as InfluxDB shows it (``2160h0m0s``,
+        ``0s`` for INF)."""
+        series = self.query_json(f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}")
+        out = {}
+        for s in series:
+            cols = s["columns"]
+            for row in s.get("values", []):
+                rec = dict(zip(cols, row))
+                out[rec["name"]] = rec["duration"]
+        return out
+
+    def policy_for(self, purpose: str) -> str | None:
+        """The name of the policy kept for ``purpose``; ``None`` (the writes' policy) if none is."""
+        return next((p.name for p in self.policies if p.purpose == purpose), None)
+
+    def measurement(self, name: str, retention_policy: str | None = None) -> str:
+        """A measurement for a FROM clause, qualified by ``retention_policy`` when one is given
+        (``"vigie_aggregates"."leak_check"``); unqualified names read the writes' policy."""
+        if retention_policy:
+            return f"{quote_ident(retention_policy)}.{quote_ident(name)}"
+        return quote_ident(name)
 
     # -- writes --------------------------------------------------------------------------------
-    def write_lines(self, lines: Sequence[str] | str, precision: str = "s") -> None:
-        """POST line protocol to ``/write``. ``lines`` one point each; ``precision`` n|u|ms|s.
+    def write_lines(self, lines: Sequence[str] | str, precision: str = "s",
+                    retention_policy: str | None = None) -> None:
+        """POST line protocol to ``/write``. ``lines`` one point each; ``precision`` n|u|ms|s;
+        ``retention_policy`` overrides the store's for this write.
 
         A point with the same measurement, tag set and timestamp as a stored one replaces its
         fields, so writing a batch twice leaves one copy.
@@ -132,8 +193,8 @@ class InfluxStore:
         if not body:
             return
         params = {"db": self.database, "precision": precision}
-        if self.retention_policy:
-            params["rp"] = self.retention_policy
+        if retention_policy or self.retention_policy:
+            params["rp"] = retention_policy or self.retention_policy
         self._request("POST", "/write", params=params, content=body.encode("utf-8"))
 
     # -- reads ---------------------------------------------------------------------------------
