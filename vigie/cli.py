@@ -306,3 +306,65 @@ def replay_daiad_cmd(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command("export-person")
+def export_person_cmd(
+    person_id: Annotated[str, typer.Argument(help="The person's opaque id in the registry")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (mode 0600) "
+                                                "instead of standard output")] = None,
+) -> None:
+    """Right of access (GDPR art. 15/20): everything Vigie holds about one person, as JSON."""
+    import os
+
+    from vigie.privacy import UnknownPerson, export_person
+    from vigie.store import StoreError
+
+    ctx = _context()
+    try:
+        with ctx.sessions() as s:
+            doc = export_person(s, ctx.store, person_id)
+    except UnknownPerson:
+        typer.echo(f"no person {person_id!r} in the registry", err=True)
+        raise typer.Exit(4)
+    except StoreError as exc:
+        typer.echo(f"InfluxDB error: {exc}", err=True)
+        raise typer.Exit(3)
+    text = json.dumps(doc, ensure_ascii=False, indent=1, default=str)
+    if out is None:
+        typer.echo(text)
+        return
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    typer.echo(f"written to {out}", err=True)
+
+
+@app.command("erase-person")
+def erase_person_cmd(
+    person_id: Annotated[str, typer.Argument(help="The person's opaque id in the registry")],
+    keep_meter_data: Annotated[bool, typer.Option(help="Keep the meter series and alerts of households "
+                                                  "the person was the last resident of")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be erased")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Right to erasure (GDPR art. 17): remove one person and the data only they relate to
+    (docs/data-protection.md says exactly what goes and what stays)."""
+    from vigie.privacy import UnknownPerson, erase_person
+    from vigie.store import StoreError
+
+    ctx = _context()
+    try:
+        with ctx.sessions() as s:
+            plan = erase_person(s, ctx.store, person_id, keep_meter_data=keep_meter_data, dry_run=True)
+            if not dry_run and not yes:
+                typer.echo(json.dumps(dataclasses.asdict(plan)), err=True)
+                typer.confirm(f"erase person {person_id} as shown above?", abort=True)
+            report = plan if dry_run else erase_person(s, ctx.store, person_id, keep_meter_data=keep_meter_data)
+    except UnknownPerson:
+        typer.echo(f"no person {person_id!r} in the registry", err=True)
+        raise typer.Exit(4)
+    except StoreError as exc:
+        typer.echo(f"InfluxDB error, nothing erased in the registry: {exc}", err=True)
+        raise typer.Exit(3)
+    typer.echo(json.dumps(dataclasses.asdict(report)))

@@ -1,0 +1,113 @@
+"""Data-subject access and erasure (vigie.privacy) on a real InfluxDB and SQLite."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from vigie.alerts.models import Alert, DeliveryAttempt, Notification
+from vigie.db import make_engine, make_sessionmaker
+from vigie.privacy import UnknownPerson, erase_person, export_person
+from vigie.records import CheckResult, CheckStatus, LeakRule, MeterReading
+from vigie.registry import Household, Meter, Person, RegistryRow, upsert_rows
+from vigie.store.water import write_checks, write_readings
+
+UTC = timezone.utc
+TZ = ZoneInfo("Europe/Paris")
+
+
+@pytest.fixture
+def sm(sqlite_url):
+    sm = make_sessionmaker(make_engine(sqlite_url))
+    with sm() as s:
+        upsert_rows(s, [
+            RegistryRow("h1", meter_id="m1", address="1 rue A"),
+            RegistryRow("h1", person_id="p1", name="Anne Un", email="anne@example.org", phone="+33 6 11 22 33 44"),
+            RegistryRow("h1", person_id="p2", name="Bruno Deux", email="bruno@example.org"),
+            RegistryRow("h2", meter_id="m2", address="2 rue B"),
+            RegistryRow("h2", person_id="p3", name="Chloé Trois", email="chloe@example.org"),
+        ])
+        for meter, hh, person in (("m1", "h1", "p1"), ("m2", "h2", "p3")):
+            alert = Alert(meter_id=meter, household_id=hh, kind="continuous_flow", first_day=date(2026, 3, 1),
+                          last_day=date(2026, 3, 1), rate_l_per_h=3.0)
+            s.add(alert)
+            s.flush()
+            n = Notification(alert_id=alert.id, person_id=person, reason="opened", status="sent")
+            s.add(n)
+            s.flush()
+            s.add(DeliveryAttempt(notification_id=n.id, channel="mailto", outcome="sent"))
+        s.commit()
+    return sm
+
+
+@pytest.fixture
+def store(influx_store):
+    t = datetime(2026, 3, 1, 6, tzinfo=UTC)
+    write_readings(influx_store, [MeterReading(m, t, 10.0 + i) for i, m in enumerate(("m1", "m2"))])
+    write_checks(influx_store, [CheckResult(m, date(2026, 3, 1), LeakRule.CONTINUOUS_FLOW, CheckStatus.LEAK,
+                                            rate_l_per_h=3.0, volume_l=72.0, coverage=1.0) for m in ("m1", "m2")],
+                 TZ)
+    return influx_store
+
+
+def _points(store, meter: str) -> int:
+    total = 0
+    for rp in (store.retention_policy, store.policy_for("aggregates")):
+        for m in ("water_reading", "leak_check"):
+            rows = store.query_json(f"SELECT * FROM {store.measurement(m, rp)} WHERE meter_id = '{meter}'")
+            total += sum(len(s.get("values", [])) for s in rows)
+    return total
+
+
+def test_export_holds_the_record_the_series_and_the_messages(sm, store):
+    with sm() as s:
+        doc = export_person(s, store, "p3")
+    assert doc["person"]["name"] == "Chloé Trois" and doc["person"]["email"] == "chloe@example.org"
+    assert doc["households"] == [{"id": "h2", "address": "2 rue B", "role": "resident", "meters": ["m2"]}]
+    assert [a["meter_id"] for a in doc["alerts"]] == ["m2"]
+    assert doc["notifications"][0]["attempts"][0] == {"at": doc["notifications"][0]["attempts"][0]["at"],
+                                                       "channel": "mailto", "outcome": "sent"}
+    series = {k: v for k, v in doc["series"].items()}
+    readings = [p for k, pts in series.items() if k.endswith(".water_reading") for p in pts]
+    checks = [p for k, pts in series.items() if k.endswith(".leak_check") for p in pts]
+    assert [(p["meter_id"], p["index_m3"], p["time"]) for p in readings] == [("m2", 11.0, "2026-03-01T06:00:00+00:00")]
+    assert [(p["meter_id"], p["status"], p["volume_l"]) for p in checks] == [("m2", "leak", 72.0)]
+    assert "Anne" not in repr(doc) and "m1" not in repr(doc["series"])
+
+
+def test_erasing_the_last_resident_erases_the_household_series_and_alerts(sm, store):
+    with sm() as s:
+        plan = erase_person(s, store, "p3", dry_run=True)
+    assert plan.meters_series_erased == ["m2"] and len(plan.alerts_erased) == 1
+    assert _points(store, "m2") == 2  # a dry run changes nothing
+    with sm() as s:
+        erase_person(s, store, "p3")
+    with sm() as s:
+        assert s.get(Person, "p3") is None
+        assert s.get(Household, "h2").residents == [] and s.get(Meter, "m2").household_id == "h2"
+        assert [a.meter_id for a in s.query(Alert)] == ["m1"]
+        assert [n.person_id for n in s.query(Notification)] == ["p1"]
+        assert s.query(DeliveryAttempt).count() == 1
+    assert _points(store, "m2") == 0 and _points(store, "m1") == 2
+    with sm() as s, pytest.raises(UnknownPerson):
+        export_person(s, store, "p3")
+
+
+def test_erasing_one_of_two_residents_keeps_the_household_data(sm, store):
+    with sm() as s:
+        report = erase_person(s, store, "p1")
+    assert report.meters_series_erased == [] and report.alerts_erased == [] and report.notifications == 1
+    with sm() as s:
+        assert [p.id for p in s.get(Household, "h1").residents] == ["p2"]
+        assert [a.meter_id for a in s.query(Alert).order_by(Alert.id)] == ["m1", "m2"]
+    assert _points(store, "m1") == 2
+
+
+def test_keep_meter_data_keeps_series_and_alerts(sm, store):
+    with sm() as s:
+        erase_person(s, store, "p3", keep_meter_data=True)
+    assert _points(store, "m2") == 2
+    with sm() as s:
+        assert s.get(Person, "p3") is None and s.query(Alert).count() == 2

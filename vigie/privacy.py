@@ -1,0 +1,184 @@
+"""Data-subject requests: access (export) and erasure of one person's data.
+
+Source: Regulation (EU) 2016/679 (GDPR) art. 15 (right of access: the data and who it was
+disclosed to), art. 20 (portability: a structured, machine-readable format) and art. 17 (erasure);
+what Vigie stores, why and for how long is in docs/data-protection.md.
+
+What belongs to a person:
+
+- their registry record (name, e-mail, phone, language, channels) and their links to households,
+  as a resident or as a caregiver;
+- for a **resident**: their households' meters, those meters' readings and daily check results in
+  InfluxDB, and the alerts raised on them;
+- the notifications addressed to them and every delivery attempt, and the acknowledgements they
+  made;
+- the audit log's entries about them (who read their data) and by them.
+
+Erasure removes the registry record and links, the notifications addressed to them, and their API
+keys and acknowledgement tokens. When the person was the **last resident** of a household, that
+household's meter series (every measurement, every retention policy) and its alerts are erased too,
+unless ``keep_meter_data`` (e.g. an open dispute); the household and its meters stay in the registry
+as the commune's equipment, without people. Audit entries stay (they hold opaque ids only and
+account for past access); alerts of households with other residents stay, with opaque ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from vigie.alerts.models import Alert, DeliveryAttempt, Notification
+from vigie.registry import Household, Meter, Person
+from vigie.store.influx import InfluxStore, quote_ident, quote_str
+
+
+class UnknownPerson(LookupError):
+    """No person with that id in the registry."""
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _person_record(p: Person) -> dict:
+    return {"id": p.id, "name": p.name, "email": p.email, "phone": p.phone, "language": p.language,
+            "channels": p.channels.split() if p.channels else []}
+
+
+def _alert_record(a: Alert) -> dict:
+    return {"id": a.id, "meter_id": a.meter_id, "household_id": a.household_id, "kind": a.kind,
+            "status": a.status, "first_day": _iso(a.first_day), "last_day": _iso(a.last_day),
+            "rate_l_per_h": a.rate_l_per_h, "night_flow_l_per_h": a.night_flow_l_per_h, "volume_l": a.volume_l,
+            "opened_at": _iso(a.opened_at), "acknowledged_at": _iso(a.acknowledged_at),
+            "acknowledged_by": a.acknowledged_by, "resolved_at": _iso(a.resolved_at)}
+
+
+def _notification_record(n: Notification) -> dict:
+    return {"id": n.id, "alert_id": n.alert_id, "reason": n.reason, "status": n.status,
+            "created_at": _iso(n.created_at), "sent_at": _iso(n.sent_at),
+            "attempts": [{"at": _iso(a.at), "channel": a.channel, "outcome": a.outcome}
+                         for a in n.attempts_log]}
+
+
+def _series_measurements(store: InfluxStore) -> list[tuple[str | None, str]]:
+    """(retention policy, measurement) pairs holding meter series: the writes' policy and the
+    aggregates one (events belong to homes, issue 4)."""
+    names = [v[0] for s in store.query_json(f"SHOW MEASUREMENTS ON {quote_ident(store.database)}")
+             for v in s.get("values", [])]
+    return [(rp, name) for rp in dict.fromkeys([store.retention_policy, store.policy_for("aggregates")])
+            for name in names]
+
+
+def _meter_series(store: InfluxStore, meter_ids: list[str]) -> dict[str, dict[str, list[dict]]]:
+    """Every point of ``meter_ids`` per ``"policy.measurement"``: {key: [{time, tags…, fields…}]}."""
+    if not meter_ids:
+        return {}
+    cond = " OR ".join(f"meter_id = {quote_str(m)}" for m in meter_ids)
+    out: dict[str, list[dict]] = {}
+    for rp, measurement in _series_measurements(store):
+        q = f"SELECT * FROM {store.measurement(measurement, rp)} WHERE {cond}"
+        for s in store.query_json(q, epoch="s"):
+            cols = s["columns"]
+            rows = [{k: v for k, v in zip(cols, row) if v is not None} for row in s.get("values", [])]
+            for r in rows:
+                r["time"] = datetime.fromtimestamp(r["time"], timezone.utc).isoformat()
+            if rows:
+                out.setdefault(f"{rp}.{measurement}", []).extend(rows)
+    return out
+
+
+@dataclass
+class PersonData:
+    """What :func:`collect` finds for one person (ORM rows of an open session)."""
+
+    person: Person
+    households: list[Household]
+    meters: list[Meter]
+    alerts: list[Alert]
+    notifications: list[Notification]
+    acknowledged: list[Alert]
+    sole_resident_of: list[Household] = field(default_factory=list)
+
+
+def collect(session: Session, person_id: str) -> PersonData:
+    """The registry and alert rows of ``person_id``; :class:`UnknownPerson` if there is none."""
+    person = session.get(Person, person_id)
+    if person is None:
+        raise UnknownPerson(person_id)
+    households = list(person.households)
+    meters = [m for hh in households for m in hh.meters]
+    meter_ids = [m.id for m in meters]
+    alerts = list(session.scalars(select(Alert).where(Alert.meter_id.in_(meter_ids)).order_by(Alert.id))) \
+        if meter_ids else []
+    notifications = list(session.scalars(
+        select(Notification).where(Notification.person_id == person_id).order_by(Notification.id)))
+    acknowledged = list(session.scalars(select(Alert).where(Alert.acknowledged_by == person_id)))
+    sole = [hh for hh in households if [p.id for p in hh.residents] == [person_id]]
+    return PersonData(person, households, meters, alerts, notifications, acknowledged, sole)
+
+
+def export_person(session: Session, store: InfluxStore, person_id: str) -> dict:
+    """Everything Vigie holds about ``person_id`` as one JSON-ready document.
+
+    Shape: ``{"exported_at", "person", "households": [{id, address, role, meters}], "alerts",
+    "notifications", "acknowledged_alerts", "series": {"policy.measurement": [points]}}``; times
+    ISO 8601 UTC, indices m³, flows L/h, volumes L. Raises :class:`UnknownPerson`.
+    """
+    data = collect(session, person_id)
+    return {
+        "exported_at": datetime.now(timezone.utc).isoformat(),
+        "person": _person_record(data.person),
+        "households": [{"id": hh.id, "address": hh.address, "role": "resident",
+                        "meters": [m.id for m in hh.meters]} for hh in data.households],
+        "alerts": [_alert_record(a) for a in data.alerts],
+        "notifications": [_notification_record(n) for n in data.notifications],
+        "acknowledged_alerts": [a.id for a in data.acknowledged],
+        "series": _meter_series(store, [m.id for m in data.meters]),
+    }
+
+
+@dataclass
+class ErasureReport:
+    """What :func:`erase_person` removed (or would remove, on a dry run). Opaque ids only."""
+
+    person_id: str
+    dry_run: bool
+    households_unlinked: list[str]
+    notifications: int
+    meters_series_erased: list[str]
+    alerts_erased: list[int]
+
+
+def erase_person(session: Session, store: InfluxStore, person_id: str, *, keep_meter_data: bool = False,
+                 dry_run: bool = False) -> ErasureReport:
+    """Erase ``person_id`` as the module docstring says; commits unless ``dry_run``.
+
+    InfluxDB series go first: if the store is unreachable, :class:`~vigie.store.StoreUnavailable`
+    is raised before anything relational changes, so the request can be run again whole.
+    Raises :class:`UnknownPerson`.
+    """
+    data = collect(session, person_id)
+    series_meters = [] if keep_meter_data else [m.id for hh in data.sole_resident_of for m in hh.meters]
+    alerts = [] if keep_meter_data else [a.id for a in data.alerts if a.meter_id in set(series_meters)]
+    report = ErasureReport(person_id, dry_run, [hh.id for hh in data.households], len(data.notifications),
+                           series_meters, alerts)
+    if dry_run:
+        return report
+    for meter_id in series_meters:
+        # DROP SERIES reaches every retention policy of the database.
+        store.execute(f"DROP SERIES WHERE meter_id = {quote_str(meter_id)}")
+    notification_ids = [n.id for n in data.notifications]
+    if alerts:
+        notification_ids += list(session.scalars(select(Notification.id).where(Notification.alert_id.in_(alerts))))
+    if notification_ids:
+        session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.notification_id.in_(notification_ids)))
+        session.execute(delete(Notification).where(Notification.id.in_(notification_ids)))
+    if alerts:
+        session.execute(delete(Alert).where(Alert.id.in_(alerts)))
+    data.person.households.clear()
+    session.delete(data.person)
+    session.commit()
+    return report
