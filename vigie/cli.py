@@ -304,9 +304,6 @@ def replay_daiad_cmd(
     typer.echo(json.dumps(dataclasses.asdict(report), default=str))
 
 
-if __name__ == "__main__":
-    app()
-
 
 @app.command("export-person")
 def export_person_cmd(
@@ -368,3 +365,7 @@ def erase_person_cmd(
         typer.echo(f"InfluxDB error, nothing erased in the registry: {exc}", err=True)
         raise typer.Exit(3)
     typer.echo(json.dumps(dataclasses.asdict(report)))
+
+
+if __name__ == "__main__":
+    app()
