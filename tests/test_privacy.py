@@ -111,3 +111,31 @@ def test_keep_meter_data_keeps_series_and_alerts(sm, store):
     assert _points(store, "m2") == 2
     with sm() as s:
         assert s.get(Person, "p3") is None and s.query(Alert).count() == 2
+
+
+def test_cli_export_and_erase(sm, store, sqlite_url, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_")}
+    env.update(VIGIE_DATABASE_URL=sqlite_url, VIGIE_INFLUX_URL=store.url, VIGIE_INFLUX_DATABASE=store.database,
+               VIGIE_DATA_DIR=str(tmp_path / "var"))
+
+    def vigie(*args):
+        return subprocess.run([sys.executable, "-m", "vigie.cli", *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    out = tmp_path / "p3.json"
+    done = vigie("export-person", "p3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert (out.stat().st_mode & 0o777) == 0o600
+    assert json.loads(out.read_text())["person"]["email"] == "chloe@example.org"
+    assert "chloe@example.org" not in done.stderr
+    unknown = vigie("erase-person", "nobody", "--yes")
+    assert unknown.returncode == 4 and "no person 'nobody'" in unknown.stderr
+    erased = vigie("erase-person", "p3", "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout)["meters_series_erased"] == ["m2"]
+    assert _points(store, "m2") == 0
