@@ -81,12 +81,15 @@ class Service:
             self.proc.wait(5)
 
 
-def influxdb(workdir: Path) -> Service:
-    """An ``influxd`` (1.x) with ``deploy/influxdb/influxdb.conf.template``; ``url`` in extra_ports."""
+def influxdb(workdir: Path, *, auth: bool = False) -> Service:
+    """An ``influxd`` (1.x) with ``deploy/influxdb/influxdb.conf.template``; ``url`` in extra_ports.
+    ``auth`` turns HTTP authentication on, as docs/security.md tells production to."""
     workdir.mkdir(parents=True, exist_ok=True)
     http_port, rpc_port = free_port(), free_port()
     conf = Template((ROOT / "deploy/influxdb/influxdb.conf.template").read_text()).substitute(
         DATA_DIR=str(workdir / "influx"), HTTP_PORT=http_port, RPC_PORT=rpc_port)
+    if auth:
+        conf = conf.replace("[http]\n", "[http]\n  auth-enabled = true\n", 1)
     (workdir / "influxdb.conf").write_text(conf)
     influxd = shutil.which("influxd") or "/usr/bin/influxd"
     svc = Service("influxd", workdir, http_port, [influxd, "-config", str(workdir / "influxdb.conf")])

@@ -1,0 +1,56 @@
+"""InfluxDB with authentication on, as production runs it: the service account reads and writes its
+database, Grafana's read-only account reads and cannot write, an anonymous client gets nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+import services
+from vigie.config import Settings
+from vigie.records import MeterReading
+from vigie.store import InfluxStore, StoreRejected
+from vigie.store.water import read_indices, write_readings
+
+UTC = timezone.utc
+
+
+@pytest.fixture
+def influxd_auth(tmp_path):
+    svc = services.influxdb(tmp_path / "influxd", auth=True).start()
+    services.wait_influx_ready(svc)
+    url = services.influx_url(svc)
+    # InfluxDB 1.x lets the first user be created without credentials, and only an admin.
+    httpx.post(url + "/query", data={"q": "CREATE USER admin WITH PASSWORD 'admin-pw' WITH ALL PRIVILEGES"}).raise_for_status()
+    admin = InfluxStore(url, "vigie", username="admin", password="admin-pw", retention_policy="vigie_raw",
+                        policies=Settings(_env_file=None).influx_extra_policies())
+    admin.ensure_database("INF")
+    for stmt in ("CREATE USER vigie WITH PASSWORD 'svc-pw'", 'GRANT ALL ON "vigie" TO "vigie"',
+                 "CREATE USER grafana WITH PASSWORD 'ro-pw'", 'GRANT READ ON "vigie" TO "grafana"'):
+        admin.execute(stmt)
+    admin.close()
+    yield url
+    svc.stop()
+
+
+def test_service_writes_grafana_only_reads_anonymous_refused(influxd_auth):
+    t = datetime(2026, 3, 1, 6, tzinfo=UTC)
+    service = InfluxStore(influxd_auth, "vigie", username="vigie", password="svc-pw", retention_policy="vigie_raw")
+    write_readings(service, [MeterReading("m1", t, 1.5)])
+    grafana = InfluxStore(influxd_auth, "vigie", username="grafana", password="ro-pw", retention_policy="vigie_raw")
+    assert list(read_indices(grafana, t, t.replace(hour=7)).index_m3) == [1.5]
+    with pytest.raises(StoreRejected) as refused:
+        write_readings(grafana, [MeterReading("m1", t.replace(hour=7), 1.6)])
+    assert refused.value.status == 403
+    anonymous = InfluxStore(influxd_auth, "vigie", retention_policy="vigie_raw")
+    with pytest.raises(StoreRejected) as denied:
+        read_indices(anonymous, t, t.replace(hour=7))
+    assert denied.value.status == 401
+    wrong = InfluxStore(influxd_auth, "vigie", username="vigie", password="nope", retention_policy="vigie_raw")
+    with pytest.raises(StoreRejected) as bad:
+        write_readings(wrong, [MeterReading("m1", t, 1.5)])
+    assert bad.value.status == 401
+    for s in (service, grafana, anonymous, wrong):
+        s.close()
