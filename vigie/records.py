@@ -135,3 +135,49 @@ class CheckResult:
             "coverage": self.coverage,
             "detail": self.detail,
         }
+
+
+class SensorKind(StrEnum):
+    """What a home sensor measures, and what its ``value`` means in a :class:`SensorEvent`."""
+
+    MOTION = "motion"            # PIR occupancy: 1 motion detected, 0 clear
+    CONTACT = "contact"          # door / cupboard / fridge reed contact: 1 OPEN, 0 closed
+    #                              (zigbee2mqtt's ``contact: true`` means closed — inverted here)
+    PRESENCE = "presence"        # bed / chair / seat pressure mat: 1 occupied, 0 free
+    WATER_LEAK = "water_leak"    # 1 wet, 0 dry
+    POWER = "power"              # smart plug: active power, W (appliance use: kettle, microwave…)
+    USE = "use"                  # a one-shot use signal (toilet flush…): 1 used, 0 idle
+
+
+class Room(StrEnum):
+    """Rooms the routine model knows; anything else is ``other``."""
+
+    BEDROOM = "bedroom"
+    BATHROOM = "bathroom"        # includes the toilet
+    KITCHEN = "kitchen"
+    LIVING_ROOM = "living_room"
+    ENTRANCE = "entrance"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class SensorEvent:
+    """One state report of an assisted-living home sensor.
+
+    - ``sensor_id``: the sensor's opaque id in the registry (not its zigbee2mqtt friendly name,
+      which often names the room or the person);
+    - ``time``: when the state was reported, timezone-aware UTC;
+    - ``kind`` and ``value``: see :class:`SensorKind` (binary states as 1.0/0.0, power in W);
+    - ``battery_pct``: battery %, when the message carries it; ``link_quality``: 0–255 (LQI);
+    - ``source``: the decoder that produced it.
+
+    The home and room come from the registry by ``sensor_id``; they are not repeated per event.
+    """
+
+    sensor_id: str
+    time: datetime
+    kind: SensorKind
+    value: float
+    battery_pct: float | None = None
+    link_quality: float | None = None
+    source: str = ""
