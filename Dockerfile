@@ -1,4 +1,6 @@
 FROM python:3.11-slim
+# mosquitto ships mosquitto_passwd, which `vigie broker credentials` hashes passwords with.
+RUN apt-get update && apt-get install -y --no-install-recommends mosquitto && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY vigie ./vigie

@@ -15,6 +15,10 @@
   plain-text mail.
 - every extra Apprise URL of the person (``Person.channels``, space-separated: ``ntfy://…`` etc.).
 
+When ``settings.public_url`` is set, each opened/reminder message carries the recipient's own
+one-click acknowledgement link (signed, expiring, single-use: :mod:`vigie.alerts.acklinks`), made
+afresh at each attempt.
+
 One Apprise object per notification; each channel is notified and logged on its own
 (:class:`~vigie.alerts.models.DeliveryAttempt`, ``channel`` = URL scheme only, errors with
 addresses and URLs masked; a filter masks them in Apprise's own log records too). A notification is
@@ -47,6 +51,7 @@ import apprise
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
+from vigie.alerts.acklinks import AckLinks, secret_key_for
 from vigie.alerts.messages import Message, pick_language, render
 from vigie.alerts.models import Alert, DeliveryAttempt, DeliveryStatus, Notification, utcnow
 from vigie.alerts.router import as_utc
@@ -68,7 +73,8 @@ _URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 
 class DeliverySettings(Protocol):
     """The settings delivery reads (a :class:`vigie.config.Settings` fits; ``smtp_url``,
-    ``delivery_backoff_max_s`` and ``public_url`` are read when present)."""
+    ``delivery_backoff_max_s`` and ``public_url`` — with ``secret_key``, ``data_dir`` and
+    ``ack_link_ttl_h`` for links — are read when present)."""
 
     language: str
     water_price_eur_per_m3: float
@@ -138,7 +144,7 @@ class Deliverer:
         self._settings = settings
         self._clock = clock
         self._smtp_url: str | None = settings.smtp_url
-        self._public_url: str | None = settings.public_url
+        self._links = AckLinks(secret_key_for(settings), settings, clock) if settings.public_url else None
         self._backoff_max_s: float = settings.delivery_backoff_max_s
         _mask_apprise_log()
 
@@ -193,7 +199,8 @@ class Deliverer:
                         log.warning("person %s has an e-mail address but smtp_url is not set", person.id)
                 urls.extend((person.channels or "").split())
             try:
-                message = render(alert, notification.reason, lang, self._settings, self._public_url)
+                link = self._links.url(alert.id, notification.person_id) if self._links else None
+                message = render(alert, notification.reason, lang, self._settings, link)
             except ValueError as exc:  # e.g. a rule kind with no text yet: retried, then failed
                 log.error("notification %d (alert %d): cannot build the message: %s",
                           notification_id, alert.id, exc)

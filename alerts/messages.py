@@ -229,11 +229,6 @@ _TEXT = {
 }
 
 
-def ack_url(public_url: str | None, alert_id: int) -> str | None:
-    """The page where a resident acknowledges an alert: ``{public_url}/alerts/{id}``, or None."""
-    return f"{public_url.rstrip('/')}/alerts/{alert_id}" if public_url else None
-
-
 def _fields(alert: Alert, lang: str, settings: MessageSettings) -> dict[str, str]:
     price = settings.water_price_eur_per_m3
     fields = {
@@ -257,11 +252,11 @@ def _fields(alert: Alert, lang: str, settings: MessageSettings) -> dict[str, str
 
 
 def render(alert: Alert, reason: NotificationReason | str, lang: str, settings: MessageSettings,
-           public_url: str | None = None) -> Message:
+           ack_url: str | None = None) -> Message:
     """The message telling a resident about ``alert`` for ``reason``, in ``lang`` (``fr``/``en``).
 
-    ``public_url`` (the web address residents reach Vigie at) gives an acknowledgement link; without
-    it the message asks them to contact the water service with the alert number.
+    ``ack_url`` (the recipient's own one-click link, :mod:`vigie.alerts.acklinks`) is offered to
+    acknowledge; without it the message asks them to contact the water service with the alert number.
     Raises ``ValueError`` for an unknown language, rule kind or reason.
     """
     if lang not in _TEXT:
@@ -292,7 +287,6 @@ def render(alert: Alert, reason: NotificationReason | str, lang: str, settings: 
             steps.insert(0, t["todo_burst_first"])
         paragraphs.append(t["todo_title"] + "\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1)))
         paragraphs.append(t["warsmann"])
-        url = ack_url(public_url, alert.id)
-        paragraphs.append(t["ack_link"].format(ack_url=url) if url else t["ack_plain"].format(**f))
+        paragraphs.append(t["ack_link"].format(ack_url=ack_url) if ack_url else t["ack_plain"].format(**f))
     paragraphs.append(t["signature"].format(**f))
     return Message(subject=subject, body="\n\n".join(paragraphs) + "\n")

@@ -46,7 +46,7 @@ from datetime import date, datetime, timezone
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -295,8 +295,10 @@ class AlertRouter:
 
 
 def list_alerts(session: Session, status: AlertStatus | str | Iterable[AlertStatus | str] | None = None,
-                meter_ids: Iterable[str] | None = None) -> list[Alert]:
-    """Alerts, newest first, optionally only with ``status`` (one or several) and on ``meter_ids``.
+                meter_ids: Iterable[str] | None = None,
+                household_ids: Iterable[str] | Select | None = None) -> list[Alert]:
+    """Alerts, newest first, optionally only with ``status`` (one or several), on ``meter_ids`` and
+    of ``household_ids`` (ids, or a ``SELECT`` of ids such as :func:`vigie.access.visible_households`).
 
     ``meter_ids=[]`` returns nothing (a resident with no meter sees no alert).
     Raises ``ValueError`` for an unknown status.
@@ -307,4 +309,7 @@ def list_alerts(session: Session, status: AlertStatus | str | Iterable[AlertStat
         query = query.where(Alert.status.in_([str(AlertStatus(s)) for s in wanted]))
     if meter_ids is not None:
         query = query.where(Alert.meter_id.in_(list(meter_ids)))
+    if household_ids is not None:
+        query = query.where(Alert.household_id.in_(
+            household_ids if isinstance(household_ids, Select) else list(household_ids)))
     return list(session.scalars(query))

@@ -1,6 +1,13 @@
 """The HTTP API (FastAPI): meters, consumption, alerts and acknowledgement, health.
 
 OpenAPI documentation is served at ``/docs`` and ``/openapi.json``.
+
+Authentication: every endpoint except ``/health``, ``/ready`` and the acknowledgement links takes an
+API key as ``Authorization: Bearer vigie_<key id>_<secret>`` (:mod:`vigie.auth`; ``vigie keys``);
+none or a bad one is 401. What the key's principal may see is decided in one place, the query layer
+:mod:`vigie.access`: an object out of its scope is 404 like an absent one, 403 is only for what its
+role may never do. ``/ack/{token}`` is authenticated by the signed token itself
+(:mod:`vigie.alerts.acklinks`).
 """
 
 
@@ -8,17 +15,25 @@ import socket
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query
-from fastapi.responses import JSONResponse
-from sqlalchemy import func, select, text
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from vigie.alerts.models import Alert, AlertStatus
-from vigie.api.schemas import (AckIn, AlertOut, ComponentHealth, ConsumptionOut, ConsumptionPoint, HealthOut,
-                               MeterOut)
+from vigie.access import Access, Forbidden, NotFound
+from vigie.alerts.acklinks import AckLinks, LinkState, secret_key_for
+from vigie.alerts.messages import pick_language
+from vigie.alerts.models import AlertStatus
+from vigie.alerts.router import AlertResolvedError, AlertRouter
+from vigie.api.ack_pages import page
+from vigie.api.schemas import (AlertOut, ComponentHealth, ConsumptionOut, ConsumptionPoint, HealthOut,
+                               HouseholdStatusOut, MeterOut)
+from vigie.auth import Principal, authenticate
 from vigie.context import AppContext
-from vigie.registry import Meter
+from vigie.registry import Person
 from vigie.store import StoreError
+from vigie.store.water import last_reading_times
 
 
 def _tcp_ok(host: str, port: int, timeout: float = 1.0) -> tuple[bool, str]:
@@ -32,18 +47,47 @@ def _tcp_ok(host: str, port: int, timeout: float = 1.0) -> tuple[bool, str]:
 # Alert ids are 64-bit integers in every supported database.
 AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Alert id")]
 
+_AUTH_ERRORS = {401: {"description": "No API key, or an invalid, expired or revoked one"}}
+_NOT_FOUND = {404: {"description": "Unknown, or not visible to this key"}}
+
+# Acknowledgement pages carry the token in their URL: never cache them, never leak it as a referrer.
+_LINK_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
 
 def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
     """The API over ``ctx``'s stores. ``ingestor`` (optional, the in-process ingestor) adds its
     pending and dead-letter counts to ``/health``."""
     app = FastAPI(title="Vigie", version="0.1.0",
                   description="Water meters, leak alerts and acknowledgements for a commune.")
+    links = AckLinks(secret_key_for(ctx.settings), ctx.settings)
+    bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                        description="API key `vigie_<key id>_<secret>` from `vigie keys create`")
 
     def session():
         with ctx.sessions() as s:
             yield s
 
     SessionDep = Annotated[Session, Depends(session)]
+
+    def principal(s: SessionDep,
+                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        found = authenticate(s, creds.credentials) if creds is not None else None
+        if found is None:
+            raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    def access(s: SessionDep, p: Annotated[Principal, Depends(principal)]) -> Access:
+        return Access(s, p)
+
+    AccessDep = Annotated[Access, Depends(access)]
+
+    @app.exception_handler(NotFound)
+    def _not_found(_request: Request, exc: NotFound):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Forbidden)
+    def _forbidden(_request: Request, exc: Forbidden):
+        return JSONResponse({"detail": str(exc)}, status_code=403)
 
     def _health() -> HealthOut:
         influx_ok = ctx.store.ping()
@@ -79,26 +123,23 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
         h = _health()
         return JSONResponse(h.model_dump(mode="json"), status_code=200 if h.status == "ok" else 503)
 
-    @app.get("/meters", response_model=list[MeterOut], tags=["water"])
-    def list_meters(s: SessionDep) -> list[MeterOut]:
-        """Every registered meter with its count of unresolved alerts."""
-        open_counts = dict(s.execute(
-            select(Alert.meter_id, func.count()).where(Alert.status != AlertStatus.RESOLVED)
-            .group_by(Alert.meter_id)).all())
-        return [MeterOut(id=m.id, household_id=m.household_id, driver=m.driver, open_alerts=open_counts.get(m.id, 0))
-                for m in s.scalars(select(Meter).order_by(Meter.id))]
+    @app.get("/meters", response_model=list[MeterOut], tags=["water"], responses=_AUTH_ERRORS)
+    def list_meters(acc: AccessDep) -> list[MeterOut]:
+        """The meters this key may see, with their count of unresolved alerts."""
+        return [MeterOut(id=v.meter.id, household_id=v.meter.household_id, driver=v.meter.driver,
+                         open_alerts=v.open_alerts) for v in acc.meters()]
 
     @app.get("/meters/{meter_id}/consumption", response_model=ConsumptionOut, tags=["water"],
-             responses={404: {"description": "Unknown meter"}})
+             responses={**_AUTH_ERRORS, **_NOT_FOUND,
+                        403: {"description": "History of this household not granted to this caregiver"},
+                        503: {"description": "Time-series store unavailable"}})
     def consumption(
-        meter_id: str, s: SessionDep,
+        meter_id: str, acc: AccessDep,
         start: Annotated[datetime, Query(description="Start, ISO 8601 (local time if no offset)")],
         end: Annotated[datetime, Query(description="End (exclusive), ISO 8601")],
         resolution: Literal["hour", "day"] = "hour",
     ) -> ConsumptionOut:
         """Consumption per local hour or day, computed from the cumulative index (L)."""
-        if s.get(Meter, meter_id) is None:
-            raise HTTPException(404, "unknown meter")
         tz = ctx.tz
         start = start if start.tzinfo else start.replace(tzinfo=tz)
         end = end if end.tzinfo else end.replace(tzinfo=tz)
@@ -106,6 +147,7 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
             raise HTTPException(422, "end must be after start")
         if end - start > timedelta(days=400):
             raise HTTPException(422, "at most 400 days per request")
+        acc.meter_for_history(meter_id)
         from vigie.analytics.consumption import meter_consumption
 
         try:
@@ -117,36 +159,72 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
         return ConsumptionOut(meter_id=meter_id, resolution=resolution, timezone=ctx.settings.timezone,
                               points=points)
 
-    @app.get("/alerts", response_model=list[AlertOut], tags=["alerts"])
-    def alerts(s: SessionDep, status: Literal["open", "acknowledged", "resolved"] | None = None,
+    @app.get("/alerts", response_model=list[AlertOut], tags=["alerts"], responses=_AUTH_ERRORS)
+    def alerts(acc: AccessDep, status: Literal["open", "acknowledged", "resolved"] | None = None,
                meter_id: str | None = None) -> list[AlertOut]:
-        """Alerts, newest first, optionally filtered by status and meter."""
-        from vigie.alerts.router import list_alerts
-
-        alerts = list_alerts(s, status=status, meter_ids=[meter_id] if meter_id else None)
-        return [AlertOut.model_validate(a) for a in alerts]
+        """The alerts this key may see, newest first, optionally filtered by status and meter."""
+        return [AlertOut.model_validate(a) for a in acc.alerts(status=status, meter_id=meter_id)]
 
     @app.get("/alerts/{alert_id}", response_model=AlertOut, tags=["alerts"],
-             responses={404: {"description": "Unknown alert"}})
-    def get_alert(alert_id: AlertId, s: SessionDep) -> AlertOut:
-        a = s.get(Alert, alert_id)
-        if a is None:
-            raise HTTPException(404, "unknown alert")
-        return AlertOut.model_validate(a)
+             responses={**_AUTH_ERRORS, **_NOT_FOUND})
+    def get_alert(alert_id: AlertId, acc: AccessDep) -> AlertOut:
+        return AlertOut.model_validate(acc.alert(alert_id))
 
     @app.post("/alerts/{alert_id}/ack", response_model=AlertOut, tags=["alerts"],
-              responses={404: {"description": "Unknown alert"}, 409: {"description": "Alert already resolved"}})
-    def acknowledge(alert_id: AlertId, body: AckIn) -> AlertOut:
-        """Acknowledge an alert: reminders stop; acknowledging twice is harmless."""
-        from vigie.alerts.router import AlertRouter
-
-        router = AlertRouter(ctx.sessions, ctx.settings)
+              responses={**_AUTH_ERRORS, **_NOT_FOUND, 403: {"description": "Read-only key (grafana)"},
+                         409: {"description": "Alert already resolved"}})
+    def acknowledge(alert_id: AlertId, acc: AccessDep) -> AlertOut:
+        """Acknowledge an alert as the key's person: reminders stop; acknowledging twice is harmless
+        (the first acknowledger stays)."""
         try:
-            alert = router.acknowledge(alert_id, body.by)
-        except LookupError:
-            raise HTTPException(404, "unknown alert")
-        except ValueError as exc:
+            alert = acc.acknowledge(AlertRouter(ctx.sessions, ctx.settings), alert_id)
+        except AlertResolvedError as exc:
             raise HTTPException(409, str(exc))
         return AlertOut.model_validate(alert)
+
+    @app.get("/households/{household_id}/status", response_model=HouseholdStatusOut, tags=["alerts"],
+             responses={**_AUTH_ERRORS, **_NOT_FOUND, 503: {"description": "Time-series store unavailable"}})
+    def household_status(household_id: str, acc: AccessDep) -> HouseholdStatusOut:
+        """A home's minimal status (what caregivers see): unresolved alerts and the latest reading
+        time; no address, no consumption."""
+        view = acc.household_status(household_id)
+        try:
+            last = last_reading_times(ctx.store, view.meter_ids)
+        except StoreError as exc:
+            raise HTTPException(503, f"time-series store unavailable: {exc}")
+        return HouseholdStatusOut(
+            household_id=view.household_id, open_alerts=len(view.open_alerts),
+            alert_kinds=sorted({a.kind for a in view.open_alerts}),
+            unacknowledged=sum(a.status == AlertStatus.OPEN for a in view.open_alerts),
+            last_reading_at=max(last.values(), default=None))
+
+    # Acknowledgement links. Mail scanners and link previews fetch every URL in a message with GET,
+    # so GET only shows a confirmation page with one button; the POST that button sends
+    # acknowledges. Otherwise a scanner would spend the single-use link and acknowledge for the person.
+    def _link_page(state: LinkState, person_id: str | None, alert_id: int | None) -> HTMLResponse:
+        lang = ctx.settings.language
+        if person_id is not None:
+            with ctx.sessions() as s:
+                person = s.get(Person, person_id)
+                lang = pick_language(person.language if person else None, ctx.settings)
+        shown = alert_id if state in (LinkState.VALID, LinkState.ACKNOWLEDGED, LinkState.RESOLVED) else None
+        html, status = page(state, lang, shown)
+        return HTMLResponse(html, status_code=status, headers=_LINK_HEADERS)
+
+    @app.get("/ack/{token}", response_class=HTMLResponse, tags=["links"],
+             responses={400: {"description": "Invalid link"}, 409: {"description": "Alert already closed"},
+                        410: {"description": "Link used or expired"}})
+    def ack_link_page(token: str) -> HTMLResponse:
+        """The page an acknowledgement link in a message opens: a confirmation button (changes nothing)."""
+        check = links.check(ctx.sessions, token)
+        return _link_page(check.state, check.person_id, check.alert_id)
+
+    @app.post("/ack/{token}", response_class=HTMLResponse, tags=["links"],
+              responses={400: {"description": "Invalid link"}, 409: {"description": "Alert already closed"},
+                         410: {"description": "Link used or expired"}})
+    def ack_link_confirm(token: str) -> HTMLResponse:
+        """Acknowledge the link's alert as the link's recipient; the link is spent."""
+        result = links.redeem(ctx.sessions, token)
+        return _link_page(result.state, result.person_id, result.alert_id)
 
     return app

@@ -49,8 +49,15 @@ class AlertOut(BaseModel):
     model_config = {"from_attributes": True}
 
 
-class AckIn(BaseModel):
-    by: str = Field(min_length=1, max_length=64, description="Id of the person acknowledging (not a name)")
+class HouseholdStatusOut(BaseModel):
+    """What a caregiver may know of a home: no address, no consumption history."""
+
+    household_id: str
+    open_alerts: int = Field(description="Alerts of the household not yet resolved (open or acknowledged)")
+    alert_kinds: list[str] = Field(description="Rules of those alerts, e.g. continuous_flow")
+    unacknowledged: int = Field(description="Of those, alerts nobody has acknowledged yet")
+    last_reading_at: datetime | None = Field(description="Latest reading of any of its meters, UTC; "
+                                             "null when none was ever received")
 
 
 class ComponentHealth(BaseModel):

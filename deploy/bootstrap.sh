@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time setup on a Debian machine (as root): Mosquitto and InfluxDB 1.x from Debian's packages,
-# a virtual environment in .venv with Vigie installed, and both services started on loopback.
+# a virtual environment in .venv with Vigie installed, and both services started on loopback
+# (Mosquitto with authentication: the service's and the simulator's credentials go to .env).
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."

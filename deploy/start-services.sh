@@ -2,32 +2,81 @@
 # Start Mosquitto and InfluxDB 1.x on loopback with the project's configuration (deploy/).
 #
 # A broker already listening on 1883 is not reused: Vigie needs the project's Mosquitto settings
-# (persistence, deep queues, a wide in-flight window) or a fast publisher makes the broker drop
-# messages. If 1883 is taken by another broker, the project's one listens on 1884 and the chosen
-# URL is written to .env (read by vigie from the working directory). An InfluxDB already on 8086
-# is reused (its settings do not matter to Vigie). State lives under
+# (persistence, deep queues, a wide in-flight window, authentication) or a fast publisher makes the
+# broker drop messages. If 1883 is taken by another broker, the project's one listens on 1884
+# (VIGIE_MQTT_PORT forces a port) and the chosen URL is written to .env (read by vigie from the
+# working directory). The broker refuses anonymous clients: the service account (VIGIE_MQTT_USERNAME,
+# default vigie-ingest) and the simulator's test gateway (VIGIE_SIMULATOR_MQTT_USERNAME, default
+# vigie-simulator) get credentials from `vigie broker credentials`, their passwords go to .env (mode
+# 0600); gateways and devices of the registry get theirs too (new passwords: the new-credentials file
+# named below). Re-running reloads the registry's credentials into a running broker (SIGHUP).
+# An InfluxDB already on 8086 is reused (its settings do not matter to Vigie). State lives under
 # ${VIGIE_SERVICES_DIR:-/var/lib/vigie-services}. Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 state=${VIGIE_SERVICES_DIR:-/var/lib/vigie-services}
-mkdir -p "$state/mosquitto" "$state/influxdb"
+auth="$state/mosquitto/auth"
+env_file="$root/.env"
+mkdir -p "$state/mosquitto" "$state/influxdb" "$auth"
+chmod 700 "$auth"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ours_running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+env_get() { [ -f "$env_file" ] && sed -n "s/^$1=//p" "$env_file" | tail -n 1 || true; }
+env_set() {
+  touch "$env_file"
+  (umask 077 && { grep -v "^$1=" "$env_file" || true; echo "$1=$2"; } > "$env_file.tmp")
+  mv "$env_file.tmp" "$env_file"  # mode 0600: it holds broker passwords
+}
+
+vigie="$root/.venv/bin/vigie"
+[ -x "$vigie" ] || vigie=$(command -v vigie) || { echo "vigie is not installed: run deploy/bootstrap.sh" >&2; exit 1; }
 
 mq_pid="$state/mosquitto/mosquitto.pid"
 mq_port_file="$state/mosquitto/port"
 if ours_running "$mq_pid"; then
   mq_port=$(cat "$mq_port_file")
+elif [ -n "${VIGIE_MQTT_PORT:-}" ]; then
+  mq_port=$VIGIE_MQTT_PORT
 else
   mq_port=1883
   listening 1883 && mq_port=1884
-  sed -e "s#^persistence_location .*#persistence_location $state/mosquitto/#" \
-      -e "s#^log_dest stderr#log_dest file $state/mosquitto/mosquitto.log#" \
-      -e "s#^listener 1883 127.0.0.1#listener $mq_port 127.0.0.1#" \
-      "$here/mosquitto/mosquitto.conf" > "$state/mosquitto/mosquitto.conf"
-  printf 'pid_file %s\nuser root\n' "$mq_pid" >> "$state/mosquitto/mosquitto.conf"
+fi
+
+# Credentials before the broker starts (Mosquitto refuses to start without its password file).
+service_user=$(env_get VIGIE_MQTT_USERNAME)
+[ -n "$service_user" ] || { service_user=vigie-ingest; env_set VIGIE_MQTT_USERNAME "$service_user"; }
+sim_user=$(env_get VIGIE_SIMULATOR_MQTT_USERNAME)
+[ -n "$sim_user" ] || { sim_user=vigie-simulator; env_set VIGIE_SIMULATOR_MQTT_USERNAME "$sim_user"; }
+rotate=()  # a password lost from .env is renewed
+[ -n "$(env_get VIGIE_MQTT_PASSWORD)" ] || rotate+=(--rotate "$service_user")
+[ -n "$(env_get VIGIE_SIMULATOR_MQTT_PASSWORD)" ] || rotate+=(--rotate "$sim_user")
+new=$(mktemp "$auth/.new.XXXXXX")
+trap 'rm -f "$new"' EXIT
+err=$(cd "$root" && "$vigie" broker credentials --out "$auth" --simulator --secrets "$new" "${rotate[@]}" 2>&1 >/dev/null) \
+  || { echo "$err" >&2; exit 1; }
+devices_new=0
+while IFS=: read -r user pw; do
+  if [ "$user" = "$service_user" ]; then env_set VIGIE_MQTT_PASSWORD "$pw"
+  elif [ "$user" = "$sim_user" ]; then env_set VIGIE_SIMULATOR_MQTT_PASSWORD "$pw"
+  else
+    (umask 077 && echo "$user:$pw" >> "$auth/new-credentials")
+    devices_new=$((devices_new + 1))
+  fi
+done < "$new"
+[ "$devices_new" -eq 0 ] || echo "new broker passwords of $devices_new gateway(s)/device(s) in $auth/new-credentials: provision them, then delete the file"
+
+sed -e "s#^persistence_location .*#persistence_location $state/mosquitto/#" \
+    -e "s#^log_dest stderr#log_dest file $state/mosquitto/mosquitto.log#" \
+    -e "s#^listener 1883 127.0.0.1#listener $mq_port 127.0.0.1#" \
+    -e "s#^password_file .*#password_file $auth/passwd#" \
+    -e "s#^acl_file .*#acl_file $auth/acl#" \
+    "$here/mosquitto/mosquitto.conf" > "$state/mosquitto/mosquitto.conf"
+printf 'pid_file %s\nuser root\n' "$mq_pid" >> "$state/mosquitto/mosquitto.conf"
+if ours_running "$mq_pid"; then
+  kill -HUP "$(cat "$mq_pid")"  # reloads the configuration, password file and ACL
+else
   mosquitto -d -c "$state/mosquitto/mosquitto.conf"
   echo "$mq_port" > "$mq_port_file"
 fi
@@ -40,11 +89,9 @@ fi
 
 for _ in $(seq 1 100); do
   if listening "$mq_port" && listening 8086; then
-    touch "$root/.env"
-    grep -v '^VIGIE_MQTT_URL=' "$root/.env" > "$root/.env.tmp" || true
-    echo "VIGIE_MQTT_URL=mqtt://127.0.0.1:$mq_port" >> "$root/.env.tmp"
-    mv "$root/.env.tmp" "$root/.env"
-    echo "Mosquitto (project configuration) on 127.0.0.1:$mq_port, InfluxDB on 127.0.0.1:8086; VIGIE_MQTT_URL in $root/.env"
+    env_set VIGIE_MQTT_URL "mqtt://127.0.0.1:$mq_port"
+    echo "Mosquitto (project configuration, authentication on) on 127.0.0.1:$mq_port, InfluxDB on 127.0.0.1:8086;" \
+         "VIGIE_MQTT_URL and the service and simulator broker credentials in $env_file"
     exit 0
   fi
   sleep 0.2

@@ -80,7 +80,8 @@ class DurableSubscriber:
             pw = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             c.username_pw_set(settings.mqtt_username, pw)
         if settings.mqtt_tls:
-            c.tls_set()  # system CA store, server certificate and host name checked
+            # server certificate and host name checked, against VIGIE_MQTT_CA_FILE or the system store
+            c.tls_set(ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None)
         c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         c.on_pre_connect = self._on_pre_connect
         c.on_connect = self._on_connect

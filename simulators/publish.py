@@ -16,6 +16,7 @@ the network loop in the caller's thread and counts PUBACKs in ``on_publish``:
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import time
 import uuid
@@ -96,15 +97,16 @@ def topic_of(r: WmbusReading, prefix: str = "wmbusmeters") -> str:
     return f"{prefix}/{r.meter_id}"
 
 
-def _client(mqtt_url: str, username: str | None, password: str | None, client_id: str | None):
-    """A connected paho client (network loop running) for ``mqtt://`` or ``mqtts://`` URLs."""
+def _client(mqtt_url: str, username: str | None, password: str | None, client_id: str | None,
+            ca_file: str | None = None):
+    """A paho client for ``mqtt://`` or ``mqtts://`` URLs (TLS: ``ca_file``, else the system CA store)."""
     u = urlsplit(mqtt_url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
         raise ValueError(f"MQTT URL {mqtt_url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"vigie-sim-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv311)
     if u.scheme == "mqtts":
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
     user = username if username is not None else (unquote(u.username) if u.username else None)
     pwd = password if password is not None else (unquote(u.password) if u.password else None)
     if user is not None:
@@ -117,14 +119,15 @@ def _client(mqtt_url: str, username: str | None, password: str | None, client_id
 def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: float | None = None,
                      progress: Callable[[int, int], None] | None = None, username: str | None = None,
                      password: str | None = None, client_id: str | None = None, topic_prefix: str = "wmbusmeters",
-                     stall_timeout_s: float = 60.0) -> int:
+                     stall_timeout_s: float = 60.0, ca_file: str | os.PathLike | None = None) -> int:
     """Publish ``readings`` in the given order (QoS 1, not retained) and return how many were
     published, once the broker has acknowledged (PUBACK) all of them.
 
     ``speed``: simulated seconds per wall-clock second (3600 = an hour of readings per second),
     paced on the latest reading time seen so far; None publishes as fast as the broker takes.
     ``progress(sent, acknowledged)`` is called every 1000 messages and at the end. Credentials in
-    the URL (``mqtt://user:pass@host``) are used unless given here.
+    the URL (``mqtt://user:pass@host``) are used unless given here. ``ca_file``: PEM CA
+    certificate(s) that sign the broker's certificate (``mqtts://``; default: the system store).
 
     Raises :class:`PublishError` if the broker cannot be reached or refuses the connection, or
     acknowledges nothing for ``stall_timeout_s`` while messages are pending (after a lost
@@ -133,7 +136,7 @@ def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: 
     """
     if speed is not None and not speed > 0:
         raise ValueError(f"speed={speed}: expected > 0 (simulated seconds per wall second)")
-    client, host, port = _client(mqtt_url, username, password, client_id)
+    client, host, port = _client(mqtt_url, username, password, client_id, None if ca_file is None else str(ca_file))
     link = _Link(client, host, port, stall_timeout_s)
     # The network loop runs in this thread (client.loop): no hand-off to a second thread per
     # message, which is what limits paho's threaded mode to a few thousand messages a second.

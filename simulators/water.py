@@ -800,8 +800,9 @@ def _iso(epoch_s) -> str:
 
 def write_registry(result: SimResult, path: Path | str, email_domain: str = "example.org") -> None:
     """A YAML registry (format of :func:`vigie.registry.load_registry_file`) giving each meter a
-    household ``h-NNNN`` and one resident ``p-NNNN`` ("Résident NNNN",
-    ``resident-NNNN@<email_domain>``, language fr, about 1 in 20 en); NNNN = position + 1."""
+    household ``h-NNNN`` (address "NNNN rue de l'Exemple") and one resident ``p-NNNN`` ("Résident
+    NNNN", ``resident-NNNN@<email_domain>``, phone ``+33 6 00 NN NN NN``, language fr, about 1 in 20
+    en); NNNN = position + 1. Fictitious details, so tests can look for them where they must not be."""
     width = max(4, len(str(len(result.meters))))
     lang = _rng(result.config.seed, 4).random(len(result.meters)) < 0.05
     households = []
@@ -809,8 +810,10 @@ def write_registry(result: SimResult, path: Path | str, email_domain: str = "exa
         num = f"{m.index + 1:0{width}d}"
         households.append({
             "id": f"h-{num}",
+            "address": f"{num} rue de l'Exemple",
             "meters": [{"id": m.meter_id, "driver": m.driver}],
             "residents": [{"id": f"p-{num}", "name": f"Résident {num}", "email": f"resident-{num}@{email_domain}",
+                           "phone": "+33 6 00 " + " ".join(f"{m.index + 1:06d}"[i:i + 2] for i in (0, 2, 4)),
                            "language": "en" if lang[m.index] else "fr"}],
         })
     Path(path).write_text(yaml.safe_dump({"households": households}, allow_unicode=True, sort_keys=False),

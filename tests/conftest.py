@@ -72,6 +72,20 @@ def mosquitto(tmp_path_factory):
     svc.stop()
 
 
+@pytest.fixture(scope="session")
+def secured_mosquitto(tmp_path_factory):
+    """A private Mosquitto with the project's configuration *including* authentication and ACL, as
+    ``deploy/start-services.sh`` runs it: credentials from ``vigie broker credentials`` on an empty
+    registry, i.e. the service account and the simulator's test gateway. Yields ``(service,
+    passwords by user name)``; users: ``services.SERVICE_USER``, ``services.SIMULATOR_USER``."""
+    workdir = tmp_path_factory.mktemp("mosquitto-secured")
+    auth = workdir / "auth"
+    passwords = services.broker_credentials(auth, f"sqlite:///{workdir / 'registry.db'}")
+    svc = services.mosquitto(workdir, auth_dir=auth).start()
+    yield svc, passwords
+    svc.stop()
+
+
 @pytest.fixture
 def mosquitto_private(tmp_path):
     """A Mosquitto of this test's own, free to stop and restart (persistence in tmp_path)."""

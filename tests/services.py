@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -112,27 +113,85 @@ def wait_influx_ready(svc: Service, timeout: float = 30.0) -> None:
     raise TimeoutError("influxd not ready")
 
 
-def mosquitto(workdir: Path) -> Service:
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for the broker's TLS listener: the CA, the server certificate and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def mosquitto(workdir: Path, *, auth_dir: Path | None = None, tls: TlsFiles | None = None) -> Service:
     """A ``mosquitto`` with the project's ``deploy/mosquitto/mosquitto.conf``, on a free port,
-    persistence in ``workdir`` (so a restart keeps durable sessions, as in production)."""
+    persistence in ``workdir`` (so a restart keeps durable sessions, as in production).
+
+    ``auth_dir``: the shipped authentication as is (no anonymous clients), with ``password_file``
+    and ``acl_file`` in ``auth_dir`` (what ``vigie broker credentials --out auth_dir`` writes).
+    None: anonymous access, for the tests of everything else (durability, decoding, throughput).
+    ``tls``: the shipped TLS listener block uncommented with these files, on a second free port
+    (``extra_ports["tls"]``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     conf = conf.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {workdir}/")
     conf = conf.replace("listener 1883 127.0.0.1", f"listener {port} 127.0.0.1")
+    lines = conf.splitlines()
+    if auth_dir is None:
+        lines = [("allow_anonymous true" if ln == "allow_anonymous false" else ln) for ln in lines
+                 if not ln.startswith(("password_file ", "acl_file "))]
+    else:
+        lines = [f"password_file {auth_dir / 'passwd'}" if ln.startswith("password_file ") else
+                 f"acl_file {auth_dir / 'acl'}" if ln.startswith("acl_file ") else ln for ln in lines]
+    extra = {}
+    if tls is not None:
+        extra["tls"] = free_port()
+        shipped = {"#listener 8883": f"listener {extra['tls']} 127.0.0.1", "#cafile ": f"cafile {tls.ca}",
+                   "#certfile ": f"certfile {tls.cert}", "#keyfile ": f"keyfile {tls.key}",
+                   "#tls_version ": None}
+        for i, ln in enumerate(lines):
+            for prefix, value in shipped.items():
+                if ln.startswith(prefix):
+                    lines[i] = value or ln[1:]
+        assert f"listener {extra['tls']} 127.0.0.1" in lines, "no TLS listener block in mosquitto.conf"
+    conf = "\n".join(lines) + "\n"
     if os.geteuid() == 0:
         # As root Mosquitto drops to the mosquitto user, which cannot write pytest's 0700
         # directories: the persistence file would not be saved and a restart would lose sessions.
         conf += "\nuser root\n"
     (workdir / "mosquitto.conf").write_text(conf)
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    return Service("mosquitto", workdir, port, [binary, "-c", str(workdir / "mosquitto.conf")])
+    return Service("mosquitto", workdir, port, [binary, "-c", str(workdir / "mosquitto.conf")], extra_ports=extra)
+
+
+SERVICE_USER, SIMULATOR_USER = "vigie-ingest", "vigie-simulator"
+
+
+def broker_credentials(auth_dir: Path, database_url: str, *args: str) -> dict[str, str]:
+    """Run ``vigie broker credentials --out auth_dir --simulator`` on the registry at
+    ``database_url`` (service user :data:`SERVICE_USER`, simulator :data:`SIMULATOR_USER`), as an
+    operator would; returns the new passwords by user name (read from the secrets file, then
+    removed). ``args``: more options (``--rotate ID``)."""
+    secrets = auth_dir.parent / f"{auth_dir.name}-new-credentials"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_")}
+    env.update(VIGIE_DATABASE_URL=database_url, VIGIE_MQTT_USERNAME=SERVICE_USER,
+               VIGIE_SIMULATOR_MQTT_USERNAME=SIMULATOR_USER)
+    done = subprocess.run([sys.executable, "-m", "vigie.cli", "broker", "credentials", "--out", str(auth_dir),
+                           "--simulator", "--secrets", str(secrets), *args],
+                          env=env, cwd=auth_dir.parent, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"vigie broker credentials failed: {done.stderr[-2000:]}")
+    if not secrets.exists():
+        return {}
+    out = dict(line.split(":", 1) for line in secrets.read_text().splitlines())
+    secrets.unlink()
+    return out
 
 
 class Subscriber:
     """A plain paho client collecting every message under ``wmbusmeters/#``."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, username: str | None = None, password: str | None = None) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -140,6 +199,8 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe("wmbusmeters/#", qos=1)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         assert self._subscribed.wait(10), "no SUBACK"

@@ -139,3 +139,41 @@ def test_cli_export_and_erase(sm, store, sqlite_url, tmp_path):
     assert erased.returncode == 0, erased.stderr
     assert json.loads(erased.stdout)["meters_series_erased"] == ["m2"]
     assert _points(store, "m2") == 0
+
+
+def test_caregivers_keys_access_log_and_links(sm, store):
+    from vigie.alerts.acklinks import UsedAckLink
+    from vigie.audit import Actor, AuditAction, record
+    from vigie.auth import ApiKey, authenticate, create_key
+    from vigie.registry import CaregiverLink
+
+    with sm() as s:
+        upsert_rows(s, [RegistryRow("h2", person_id="p4", name="Denise Voisine", role="caregiver",
+                                    relation="neighbour", level=1)])
+        resident_key = create_key(s, "resident", person_id="p3")
+        create_key(s, "caregiver", person_id="p4")
+        record(s, Actor(None, "caregiver", "p4"), AuditAction.READ_STATUS, household_id="h2")
+        s.add(UsedAckLink(jti="j1", alert_id=2, person_id="p3"))
+        s.commit()
+    with sm() as s:
+        doc = export_person(s, store, "p3")
+        carer = export_person(s, store, "p4")
+    assert [k["key_id"] for k in doc["api_keys"]] == [resident_key.key_id]
+    assert "secret" not in repr(doc["api_keys"]) and resident_key.token not in repr(doc)
+    assert [(e["person_id"], e["action"], e["household_id"]) for e in doc["access_log"]] == [
+        ("p4", "read_status", "h2")]
+    assert carer["caregiving"] == [{"household_id": "h2", "relation": "neighbour", "level": 1,
+                                    "history_granted": False}]
+    assert carer["households"] == [] and carer["series"] == {}  # the home's readings are the resident's
+    with sm() as s:
+        report = erase_person(s, store, "p4")
+    assert report.caregiving_unlinked == ["h2"] and report.meters_series_erased == []
+    with sm() as s:
+        erase_person(s, store, "p3")
+    with sm() as s:
+        assert s.query(CaregiverLink).count() == 0
+        assert s.query(ApiKey).filter(ApiKey.person_id.in_(["p3", "p4"])).count() == 0
+        assert s.query(UsedAckLink).count() == 0
+        assert authenticate(s, resident_key.token) is None
+        from vigie.audit import AuditEvent
+        assert s.query(AuditEvent).count() == 1  # accountability for past access stays, ids only

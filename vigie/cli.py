@@ -19,6 +19,10 @@ registry_app = typer.Typer(help="The registry of households, meters and resident
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(replay_app, name="replay")
 app.add_typer(registry_app, name="registry")
+broker_app = typer.Typer(help="The MQTT broker's credentials and ACL.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+keys_app = typer.Typer(help="API keys: create, list, rotate, revoke (docs/security.md).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 log = logging.getLogger("vigie")
 
@@ -177,10 +181,10 @@ def deliver() -> None:
 @app.command("dead-letters")
 def dead_letters(limit: Annotated[int, typer.Option(min=1, help="Newest N entries")] = 20) -> None:
     """Print the newest dead letters (messages the ingestor refused) as JSON lines."""
-    from vigie.ingest.deadletter import read_dead_letters
+    from vigie.ingest.deadletter import read_data_dir_dead_letters
 
     settings = _settings()
-    for dl in read_dead_letters(settings.data_dir / "dead-letters.jsonl", limit=limit):
+    for dl in read_data_dir_dead_letters(settings.data_dir, limit=limit):
         typer.echo(dl.to_json())
 
 
@@ -192,11 +196,19 @@ def registry_load(path: Path) -> None:
     ctx = _context(ensure_influx=False)
     try:
         with ctx.sessions() as s:
-            counts = load_registry_file(s, path)
+            counts = load_registry_file(s, path, default_commune=ctx.settings.commune)
     except (RegistryError, OSError) as exc:
         typer.echo(f"registry error: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(json.dumps(counts))
+
+
+def _publisher_credentials(settings) -> dict:
+    """Broker credentials of the simulator and replays: their own test-gateway user, never the
+    service account's (which may only subscribe)."""
+    pw = settings.simulator_mqtt_password
+    return {"username": settings.simulator_mqtt_username, "password": pw.get_secret_value() if pw else None,
+            "ca_file": settings.mqtt_ca_file}
 
 
 def _progress(label: str):
@@ -213,6 +225,45 @@ def _progress(label: str):
             typer.echo(f"{label}: {acked} acknowledged", err=True)
 
     return show
+
+
+@broker_app.command("credentials")
+def broker_credentials(
+    out: Annotated[Path, typer.Option("--out", help="Directory of the Mosquitto passwd and acl files")],
+    rotate: Annotated[list[str], typer.Option(help="Give this credential (gateway, meter, service or "
+                                              "simulator user) a new password (repeatable)")] = [],
+    simulator: Annotated[bool, typer.Option(help="Also a test publisher allowed on every water topic "
+                                            "(VIGIE_SIMULATOR_MQTT_USERNAME); for testing only")] = False,
+    secrets: Annotated[Optional[Path], typer.Option(help="Append new passwords here (0600; default "
+                                                    "OUT/new-credentials)")] = None,
+) -> None:
+    """Write Mosquitto's password file (hashed by mosquitto_passwd) and ACL from the registry: one
+    credential per gateway or gateway-less meter, the service account (VIGIE_MQTT_USERNAME) may
+    subscribe. Existing passwords are kept; new ones are written once to the secrets file. Reload
+    Mosquitto afterwards (SIGHUP)."""
+    from sqlalchemy import select
+
+    from vigie.broker_auth import (DEFAULT_SIMULATOR_USER, BrokerAuthError, MeterRoute, plan_credentials,
+                                   write_broker_files)
+    from vigie.registry import Meter
+
+    settings = _settings()
+    if not settings.mqtt_username:
+        typer.echo("broker credentials: set VIGIE_MQTT_USERNAME (the ingestor's broker user)", err=True)
+        raise typer.Exit(2)
+    ctx = _context(ensure_influx=False)
+    with ctx.sessions() as s:
+        meters = [MeterRoute(*row) for row in s.execute(select(Meter.id, Meter.gateway, Meter.topic_name))]
+    try:
+        creds = plan_credentials(meters, settings.topic_decoders(), settings.mqtt_username,
+                                 (settings.simulator_mqtt_username or DEFAULT_SIMULATOR_USER) if simulator else None)
+        report = write_broker_files(out, creds, rotate=rotate, secrets_path=secrets)
+    except (BrokerAuthError, OSError) as exc:
+        typer.echo(f"broker credentials: {exc}", err=True)
+        raise typer.Exit(2)
+    if report.secrets:
+        typer.echo(f"new passwords in {report.secrets} (mode 0600): provision them, then delete the file", err=True)
+    typer.echo(json.dumps(dataclasses.asdict(report), default=str))
 
 
 @simulate_app.command("water")
@@ -268,9 +319,7 @@ def simulate_water(
                err=True)
     show = _progress("simulate water")
     n = publish_readings(result.published(), settings.mqtt_url, speed=speed,
-                         progress=lambda sent, acked: show(sent, acked, total),
-                         username=settings.mqtt_username,
-                         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+                         progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
     typer.echo(json.dumps({"published": n, "meters": cfg.meters, "days": cfg.days,
                            "faults": len(result.faults)}))
 
@@ -294,10 +343,10 @@ def replay_daiad_cmd(
         if register:
             ctx = _context(ensure_influx=False)
             with ctx.sessions() as s:
-                upsert_rows(s, daiad_registry_rows(sorted(data.readings["meter_id"].unique())))
+                upsert_rows(s, daiad_registry_rows(sorted(data.readings["meter_id"].unique())),
+                            default_commune=settings.commune)
         report = replay_daiad(files, settings.mqtt_url, tz, data=data, speed=speed,
-                              progress=_progress("replay daiad"), username=settings.mqtt_username,
-                              password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+                              progress=_progress("replay daiad"), **_publisher_credentials(settings))
     except (DaiadFormatError, OSError) as exc:
         typer.echo(f"replay daiad: {exc}", err=True)
         raise typer.Exit(2)
@@ -365,6 +414,143 @@ def erase_person_cmd(
         typer.echo(f"InfluxDB error, nothing erased in the registry: {exc}", err=True)
         raise typer.Exit(3)
     typer.echo(json.dumps(dataclasses.asdict(report)))
+
+
+def _history_grant(household_id: str, person_id: str, granted: bool) -> None:
+    from vigie.registry import set_history_grant
+
+    ctx = _context(ensure_influx=False)
+    try:
+        with ctx.sessions() as s:
+            set_history_grant(s, household_id, person_id, granted)
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(4)
+    typer.echo(json.dumps({"household_id": household_id, "person_id": person_id, "history_granted": granted}))
+
+
+@registry_app.command("grant-history")
+def registry_grant_history(household_id: str, person_id: str) -> None:
+    """Let caregiver PERSON_ID read the consumption history of HOUSEHOLD_ID through the API."""
+    _history_grant(household_id, person_id, True)
+
+
+@registry_app.command("revoke-history")
+def registry_revoke_history(household_id: str, person_id: str) -> None:
+    """Stop caregiver PERSON_ID reading the consumption history of HOUSEHOLD_ID."""
+    _history_grant(household_id, person_id, False)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="staff, resident, caregiver or grafana")],
+    person: Annotated[Optional[str], typer.Option(help="Person id (resident, caregiver: in the registry; "
+                                                  "staff: the staff member's id)")] = None,
+    commune: Annotated[Optional[str], typer.Option(help="Commune (staff, grafana; default: VIGIE_COMMUNE)")] = None,
+    label: Annotated[Optional[str], typer.Option(help="What the key is for")] = None,
+    expires_days: Annotated[Optional[float], typer.Option(min=0, help="Expire after N days")] = None,
+) -> None:
+    """Create an API key and print its token on standard output — the only time it is shown."""
+    from datetime import timedelta, timezone
+
+    from vigie.auth import COMMUNE_ROLES, Role, create_key
+
+    ctx = _context(ensure_influx=False)
+    try:
+        role_ = Role(role)
+    except ValueError:
+        raise typer.BadParameter(f"expected one of {', '.join(Role)}", param_hint="--role")
+    if role_ in COMMUNE_ROLES:
+        commune = commune or ctx.settings.commune
+    expires_at = datetime.now(timezone.utc) + timedelta(days=expires_days) if expires_days else None
+    try:
+        with ctx.sessions() as s:
+            issued = create_key(s, role_, person_id=person, commune=commune, label=label, expires_at=expires_at)
+    except ValueError as exc:
+        typer.echo(f"keys create: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"key {issued.key_id} ({role_}) created; store this token now, it is not shown again:", err=True)
+    typer.echo(issued.token)
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False) -> None:
+    """Every API key with its principal and dates (never a secret)."""
+    from vigie.auth import list_keys
+
+    ctx = _context(ensure_influx=False)
+    cols = ("key_id", "role", "person_id", "commune", "label", "created_at", "expires_at", "revoked_at",
+            "last_used_at", "replaced_by")
+    with ctx.sessions() as s:
+        rows = [{c: getattr(k, c) for c in cols} for k in list_keys(s)]
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row, default=str))
+        else:
+            typer.echo("  ".join(f"{c}={row[c]}" for c in cols if row[c] is not None))
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: str,
+    grace_hours: Annotated[float, typer.Option(min=0, help="Keep the old key valid this long")] = 0.0,
+) -> None:
+    """Replace KEY_ID by a new key for the same principal; print the new token (shown once)."""
+    from datetime import timedelta
+
+    from vigie.auth import UnknownKeyError, rotate_key
+
+    ctx = _context(ensure_influx=False)
+    try:
+        with ctx.sessions() as s:
+            issued = rotate_key(s, key_id, grace=timedelta(hours=grace_hours))
+    except UnknownKeyError as exc:
+        typer.echo(f"keys rotate: {exc}", err=True)
+        raise typer.Exit(4)
+    except ValueError as exc:
+        typer.echo(f"keys rotate: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"key {issued.key_id} replaces {key_id} (revoked in {grace_hours:g} h); "
+               "store this token now, it is not shown again:", err=True)
+    typer.echo(issued.token)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke KEY_ID now: the API refuses it from the next request on."""
+    from vigie.auth import UnknownKeyError, revoke_key
+
+    ctx = _context(ensure_influx=False)
+    try:
+        with ctx.sessions() as s:
+            revoke_key(s, key_id)
+    except UnknownKeyError as exc:
+        typer.echo(f"keys revoke: {exc}", err=True)
+        raise typer.Exit(4)
+    typer.echo(f"key {key_id} revoked", err=True)
+
+
+@app.command("audit")
+def audit_cmd(
+    household: Annotated[Optional[str], typer.Option(help="Only events about this household")] = None,
+    person: Annotated[Optional[str], typer.Option(help="Only events by this person or about their homes")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only events from this day on, YYYY-MM-DD (UTC)")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most N events")] = 1000,
+) -> None:
+    """Print the audit log (who read which household's data, who acknowledged what) as JSON lines."""
+    from datetime import timezone
+
+    from vigie.audit import read_events
+
+    start = None
+    if since:
+        start = datetime.combine(_parse_day(since, "--since"), datetime.min.time(), tzinfo=timezone.utc)
+    ctx = _context(ensure_influx=False)
+    cols = ("at", "key_id", "role", "person_id", "action", "via", "household_id", "meter_id", "alert_id")
+    with ctx.sessions() as s:
+        events = read_events(s, household_id=household, person_id=person, since=start, limit=limit)
+        for e in events:
+            typer.echo(json.dumps({c: getattr(e, c) for c in cols}, default=str))
 
 
 if __name__ == "__main__":

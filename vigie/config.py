@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt:// or mqtts://")
     mqtt_username: str | None = Field(None, description="Broker user of the ingestor (service account)")
     mqtt_password: SecretStr | None = Field(None, description="Broker password (secret)")
+    mqtt_ca_file: Path | None = Field(None, description="CA certificate(s), PEM, that sign the broker's certificate "
+                                      "(mqtts://); default: the system's CA store")
+    simulator_mqtt_username: str | None = Field(None, description="Broker user of `vigie simulate` and "
+                                                "`vigie replay` (a test gateway, see docs/security.md)")
+    simulator_mqtt_password: SecretStr | None = Field(None, description="Its password (secret)")
     mqtt_client_id: str = Field("vigie-ingest", description="Durable session identity of the ingestor")
     mqtt_session_expiry_s: int = Field(7 * 24 * 3600, ge=0, le=4294967295, description="Session Expiry Interval (MQTT 5), s")
     water_topics: list[str] = Field(
@@ -111,6 +116,12 @@ class Settings(BaseSettings):
     # --- API ------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="API listen address")
     api_port: int = Field(8000, ge=1, le=65535, description="API listen port")
+    commune: str = Field("default", min_length=1, max_length=64,
+                         description="Commune given to registry households that name none (API scoping)")
+    secret_key: SecretStr | None = Field(None, description="Key signing acknowledgement links (secret); when "
+                                         "unset, one is generated once into VIGIE_DATA_DIR/secret_key (mode 0600)")
+    ack_link_ttl_h: float = Field(72.0, gt=0, description="Acknowledgement links in messages expire after "
+                                  "this many hours")
 
     @field_validator("mqtt_url")
     @classmethod

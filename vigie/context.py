@@ -45,7 +45,7 @@ class AppContext:
             from vigie.registry import load_registry_file
 
             with ctx.sessions() as s:
-                counts = load_registry_file(s, settings.registry_file)
+                counts = load_registry_file(s, settings.registry_file, default_commune=settings.commune)
             log.info("registry loaded: %s", counts)
         return ctx
 

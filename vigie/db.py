@@ -49,6 +49,9 @@ def make_engine(url: str) -> Engine:
     # Import the table modules so create_all sees every table.
     import vigie.registry  # noqa: F401
     import vigie.alerts.models  # noqa: F401
+    import vigie.alerts.acklinks  # noqa: F401
+    import vigie.audit  # noqa: F401
+    import vigie.auth  # noqa: F401
     Base.metadata.create_all(engine)
     return engine
 

@@ -7,15 +7,16 @@ what Vigie stores, why and for how long is in docs/data-protection.md.
 What belongs to a person:
 
 - their registry record (name, e-mail, phone, language, channels) and their links to households,
-  as a resident or as a caregiver;
+  as a resident or as a caregiver (relation, escalation level, history grant);
+- their API keys (metadata only: secrets are never stored);
 - for a **resident**: their households' meters, those meters' readings and daily check results in
   InfluxDB, and the alerts raised on them;
 - the notifications addressed to them and every delivery attempt, and the acknowledgements they
   made;
 - the audit log's entries about them (who read their data) and by them.
 
-Erasure removes the registry record and links, the notifications addressed to them, and their API
-keys and acknowledgement tokens. When the person was the **last resident** of a household, that
+Erasure removes the registry record and links, the notifications addressed to them, their API keys
+and the single-use records of the acknowledgement links they followed. When the person was the **last resident** of a household, that
 household's meter series (every measurement, every retention policy) and its alerts are erased too,
 unless ``keep_meter_data`` (e.g. an open dispute); the household and its meters stay in the registry
 as the commune's equipment, without people. Audit entries stay (they hold opaque ids only and
@@ -30,8 +31,11 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from vigie.alerts.acklinks import UsedAckLink
 from vigie.alerts.models import Alert, DeliveryAttempt, Notification
-from vigie.registry import Household, Meter, Person
+from vigie.audit import read_events
+from vigie.auth import ApiKey
+from vigie.registry import CaregiverLink, Household, Meter, Person
 from vigie.store.influx import InfluxStore, quote_ident, quote_str
 
 
@@ -96,6 +100,8 @@ class PersonData:
 
     person: Person
     households: list[Household]
+    caregiving: list[CaregiverLink]
+    api_keys: list[ApiKey]
     meters: list[Meter]
     alerts: list[Alert]
     notifications: list[Notification]
@@ -109,6 +115,8 @@ def collect(session: Session, person_id: str) -> PersonData:
     if person is None:
         raise UnknownPerson(person_id)
     households = list(person.households)
+    caregiving = list(session.scalars(select(CaregiverLink).where(CaregiverLink.person_id == person_id)))
+    api_keys = list(session.scalars(select(ApiKey).where(ApiKey.person_id == person_id).order_by(ApiKey.created_at)))
     meters = [m for hh in households for m in hh.meters]
     meter_ids = [m.id for m in meters]
     alerts = list(session.scalars(select(Alert).where(Alert.meter_id.in_(meter_ids)).order_by(Alert.id))) \
@@ -117,15 +125,19 @@ def collect(session: Session, person_id: str) -> PersonData:
         select(Notification).where(Notification.person_id == person_id).order_by(Notification.id)))
     acknowledged = list(session.scalars(select(Alert).where(Alert.acknowledged_by == person_id)))
     sole = [hh for hh in households if [p.id for p in hh.residents] == [person_id]]
-    return PersonData(person, households, meters, alerts, notifications, acknowledged, sole)
+    return PersonData(person, households, caregiving, api_keys, meters, alerts, notifications, acknowledged, sole)
 
 
 def export_person(session: Session, store: InfluxStore, person_id: str) -> dict:
     """Everything Vigie holds about ``person_id`` as one JSON-ready document.
 
-    Shape: ``{"exported_at", "person", "households": [{id, address, role, meters}], "alerts",
-    "notifications", "acknowledged_alerts", "series": {"policy.measurement": [points]}}``; times
-    ISO 8601 UTC, indices m³, flows L/h, volumes L. Raises :class:`UnknownPerson`.
+    Shape: ``{"exported_at", "person", "households": [{id, address, role, meters}], "caregiving":
+    [{household_id, relation, level, history_granted}], "api_keys": [{key_id, role, created_at,
+    expires_at, revoked_at, last_used_at}], "alerts", "notifications", "acknowledged_alerts",
+    "access_log": [{at, role, person_id, action, via, household_id, meter_id, alert_id}], "series":
+    {"policy.measurement": [points]}}``; times ISO 8601 UTC, indices m³, flows L/h, volumes L. The
+    access log is who read their households' data and what they did themselves (art. 15(1)(c)).
+    Raises :class:`UnknownPerson`.
     """
     data = collect(session, person_id)
     return {
@@ -133,9 +145,18 @@ def export_person(session: Session, store: InfluxStore, person_id: str) -> dict:
         "person": _person_record(data.person),
         "households": [{"id": hh.id, "address": hh.address, "role": "resident",
                         "meters": [m.id for m in hh.meters]} for hh in data.households],
+        "caregiving": [{"household_id": c.household_id, "relation": c.relation, "level": c.level,
+                        "history_granted": c.history_granted} for c in data.caregiving],
+        "api_keys": [{"key_id": k.key_id, "role": k.role, "created_at": _iso(k.created_at),
+                      "expires_at": _iso(k.expires_at), "revoked_at": _iso(k.revoked_at),
+                      "last_used_at": _iso(k.last_used_at)} for k in data.api_keys],
         "alerts": [_alert_record(a) for a in data.alerts],
         "notifications": [_notification_record(n) for n in data.notifications],
         "acknowledged_alerts": [a.id for a in data.acknowledged],
+        "access_log": [{"at": _iso(e.at), "role": e.role, "person_id": e.person_id, "action": e.action,
+                        "via": e.via, "household_id": e.household_id, "meter_id": e.meter_id,
+                        "alert_id": e.alert_id}
+                       for e in read_events(session, person_id=person_id, limit=1_000_000)],
         "series": _meter_series(store, [m.id for m in data.meters]),
     }
 
@@ -147,6 +168,8 @@ class ErasureReport:
     person_id: str
     dry_run: bool
     households_unlinked: list[str]
+    caregiving_unlinked: list[str]
+    api_keys: list[str]
     notifications: int
     meters_series_erased: list[str]
     alerts_erased: list[int]
@@ -163,8 +186,9 @@ def erase_person(session: Session, store: InfluxStore, person_id: str, *, keep_m
     data = collect(session, person_id)
     series_meters = [] if keep_meter_data else [m.id for hh in data.sole_resident_of for m in hh.meters]
     alerts = [] if keep_meter_data else [a.id for a in data.alerts if a.meter_id in set(series_meters)]
-    report = ErasureReport(person_id, dry_run, [hh.id for hh in data.households], len(data.notifications),
-                           series_meters, alerts)
+    report = ErasureReport(person_id, dry_run, [hh.id for hh in data.households],
+                           [c.household_id for c in data.caregiving], [k.key_id for k in data.api_keys],
+                           len(data.notifications), series_meters, alerts)
     if dry_run:
         return report
     for meter_id in series_meters:
@@ -178,6 +202,9 @@ def erase_person(session: Session, store: InfluxStore, person_id: str, *, keep_m
         session.execute(delete(Notification).where(Notification.id.in_(notification_ids)))
     if alerts:
         session.execute(delete(Alert).where(Alert.id.in_(alerts)))
+    session.execute(delete(CaregiverLink).where(CaregiverLink.person_id == person_id))
+    session.execute(delete(ApiKey).where(ApiKey.person_id == person_id))
+    session.execute(delete(UsedAckLink).where(UsedAckLink.person_id == person_id))
     data.person.households.clear()
     session.delete(data.person)
     session.commit()

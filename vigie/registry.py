@@ -10,18 +10,26 @@ YAML::
     households:
       - id: h-0001
         address: "3 rue de l'Église, 12345 Exemple"
+        commune: exemple            # optional; default: settings.commune
         meters:
           - {id: "2a31f0c4", driver: izar}
+          - {id: "71234567", driver: kamwater, gateway: gw-mairie, topic_name: Apt12_Cold}
         residents:
           - {id: p-0001, name: Marie Exemple, email: marie@example.org, language: fr,
              channels: ["ntfy://ntfy.example.org/topic"]}
+        caregivers:                 # people who look after the household without living there
+          - {id: p-0100, name: Paul Exemple, email: paul@example.org, relation: son, level: 1}
 
-CSV (one row per meter × resident; header required)::
+CSV (one row per meter × person; header required)::
 
-    household_id,meter_id,driver,person_id,name,email,phone,language,channels
+    household_id,meter_id,driver,commune,person_id,name,email,phone,language,channels,role,relation,level
 
-``channels`` holds extra Apprise URLs separated by spaces. Loading is an upsert: rows already present
-are updated, nothing is deleted.
+``channels`` holds extra Apprise URLs separated by spaces; ``role`` is ``resident`` (default) or
+``caregiver``. Loading is an upsert: rows already present are updated, nothing is deleted; a
+caregiver's ``history_granted`` flag is set by staff (``vigie registry grant-history``), never by a load.
+A meter's optional ``gateway`` (CSV column ``gateway``) names the box whose broker credential
+publishes it, ``topic_name`` (CSV ``topic_name``) the wmbusmeters name it is published under
+(``wmbusmeters/<name>``); see ``vigie broker credentials`` and docs/security.md.
 """
 
 from __future__ import annotations
@@ -31,10 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from sqlalchemy import Column, ForeignKey, String, Table, select
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from vigie.db import Base
+
+DEFAULT_COMMUNE = "default"
 
 household_residents = Table(
     "household_residents", Base.metadata,
@@ -47,6 +57,10 @@ class Household(Base):
     __tablename__ = "households"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     address: Mapped[str | None] = mapped_column(String(300))
+    # The commune whose staff see the household (API scoping); set at first load.
+    commune: Mapped[str] = mapped_column(String(64), default=DEFAULT_COMMUNE, index=True)
+    caregiver_links: Mapped[list["CaregiverLink"]] = relationship(back_populates="household",
+                                                                  cascade="all, delete-orphan")
     meters: Mapped[list["Meter"]] = relationship(back_populates="household")
     residents: Mapped[list["Person"]] = relationship(secondary=household_residents, back_populates="households")
 
@@ -67,12 +81,34 @@ class Meter(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     household_id: Mapped[str | None] = mapped_column(ForeignKey("households.id"))
     driver: Mapped[str | None] = mapped_column(String(40))
+    # The gateway (wmbusmeters or LoRaWAN box) whose broker credential publishes this meter's
+    # readings; None: the meter publishes with a credential of its own (docs/security.md).
+    gateway: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The wmbusmeters meter *name* when the gateway publishes on wmbusmeters/<name> (not /<id>).
+    topic_name: Mapped[str | None] = mapped_column(String(64))
     household: Mapped[Household | None] = relationship(back_populates="meters")
+
+
+class CaregiverLink(Base):
+    """A person who looks after a household without living there (family, neighbour, carer).
+
+    ``history_granted``: staff allowed this caregiver to read the household's consumption history
+    (otherwise alerts and a minimal status only). ``level``: optional escalation order (1 first).
+    """
+
+    __tablename__ = "household_caregivers"
+    household_id: Mapped[str] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True)
+    relation: Mapped[str | None] = mapped_column(String(40))
+    level: Mapped[int | None] = mapped_column(Integer)
+    history_granted: Mapped[bool] = mapped_column(Boolean, default=False)
+    household: Mapped[Household] = relationship(back_populates="caregiver_links")
+    person: Mapped["Person"] = relationship()
 
 
 @dataclass
 class RegistryRow:
-    """One meter × resident row of a registry file, after parsing."""
+    """One meter × person row of a registry file, after parsing (``role``: resident or caregiver)."""
 
     household_id: str
     meter_id: str | None = None
@@ -84,6 +120,15 @@ class RegistryRow:
     phone: str | None = None
     language: str | None = None
     channels: list[str] = field(default_factory=list)
+    commune: str | None = None
+    role: str = "resident"
+    relation: str | None = None
+    level: int | None = None
+    gateway: str | None = None
+    topic_name: str | None = None
+
+
+ROLES = ("resident", "caregiver")
 
 
 class RegistryError(ValueError):
@@ -102,19 +147,39 @@ def _rows_from_yaml(path: Path) -> list[RegistryRow]:
         if not isinstance(hh, dict) or not hh.get("id"):
             raise RegistryError(f"{path}: households[{i}] needs an 'id'")
         hid = str(hh["id"])
-        rows.append(RegistryRow(household_id=hid, address=hh.get("address")))
+        rows.append(RegistryRow(household_id=hid, address=hh.get("address"),
+                                commune=str(hh["commune"]) if hh.get("commune") else None))
         for m in hh.get("meters") or []:
             m = m if isinstance(m, dict) else {"id": m}
             if not m.get("id"):
                 raise RegistryError(f"{path}: household {hid}: a meter needs an 'id'")
-            rows.append(RegistryRow(household_id=hid, meter_id=str(m["id"]), driver=m.get("driver")))
-        for p in hh.get("residents") or []:
-            if not isinstance(p, dict) or not p.get("id"):
-                raise RegistryError(f"{path}: household {hid}: a resident needs an 'id'")
-            rows.append(RegistryRow(household_id=hid, person_id=str(p["id"]), name=p.get("name"),
-                                    email=p.get("email"), phone=p.get("phone"), language=p.get("language"),
-                                    channels=list(p.get("channels") or [])))
+            where = f"{path}: household {hid}: meter {m['id']}"
+            rows.append(RegistryRow(household_id=hid, meter_id=str(m["id"]), driver=m.get("driver"),
+                                    gateway=_topic_level(m.get("gateway"), "gateway", where),
+                                    topic_name=_topic_level(m.get("topic_name"), "topic_name", where)))
+        for role, key in (("resident", "residents"), ("caregiver", "caregivers")):
+            for p in hh.get(key) or []:
+                if not isinstance(p, dict) or not p.get("id"):
+                    raise RegistryError(f"{path}: household {hid}: a {role} needs an 'id'")
+                rows.append(RegistryRow(household_id=hid, person_id=str(p["id"]), name=p.get("name"),
+                                        email=p.get("email"), phone=p.get("phone"), language=p.get("language"),
+                                        channels=list(p.get("channels") or []), role=role,
+                                        relation=p.get("relation"),
+                                        level=_level(p.get("level"), f"{path}: household {hid}")))
     return rows
+
+
+def _level(value, where: str) -> int | None:
+    """A caregiver's escalation level: a whole number from 1, or None when absent."""
+    if value is None or value == "":
+        return None
+    try:
+        level = int(value)
+    except (TypeError, ValueError):
+        level = 0
+    if level < 1 or str(level) != str(value).strip():
+        raise RegistryError(f"{where}: caregiver level must be a whole number from 1, got {value!r}")
+    return level
 
 
 def _rows_from_csv(path: Path) -> list[RegistryRow]:
@@ -129,17 +194,38 @@ def _rows_from_csv(path: Path) -> list[RegistryRow]:
             if not (rec.get("household_id") or "").strip():
                 raise RegistryError(f"{path}:{n}: household_id is empty")
             clean = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in rec.items() if k}
+            role = clean.get("role") or "resident"
+            if role not in ROLES:
+                raise RegistryError(f"{path}:{n}: role must be one of {ROLES}, got {role!r}")
             rows.append(RegistryRow(
                 household_id=clean["household_id"], meter_id=clean.get("meter_id"), driver=clean.get("driver"),
                 address=clean.get("address"), person_id=clean.get("person_id"), name=clean.get("name"),
                 email=clean.get("email"), phone=clean.get("phone"), language=clean.get("language"),
-                channels=(clean.get("channels") or "").split()))
+                channels=(clean.get("channels") or "").split(), commune=clean.get("commune"), role=role,
+                relation=clean.get("relation"), level=_level(clean.get("level"), f"{path}:{n}"),
+                gateway=_topic_level(clean.get("gateway"), "gateway", f"{path}:{n}"),
+                topic_name=_topic_level(clean.get("topic_name"), "topic_name", f"{path}:{n}")))
     return rows
 
 
-def load_registry_file(session: Session, path: Path) -> dict[str, int]:
+def _topic_level(value, what: str, where: str) -> str | None:
+    """A gateway id or wmbusmeters meter name, used as one MQTT topic level and as a broker user
+    name: 1–64 characters without ``/``, the wildcards ``+`` ``#``, ``:``, spaces or control
+    characters, not starting with ``$`` (a topic or ACL line would mean something else)."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if (len(text) > 64 or text.startswith("$") or any(c in "/+#:" or c.isspace() or not c.isprintable()
+                                                      for c in text)):
+        raise RegistryError(f"{where}: {what} {text!r} cannot be an MQTT topic level "
+                            "(1-64 characters, no / + # : spaces or control characters, not starting with $)")
+    return text
+
+
+def load_registry_file(session: Session, path: Path, default_commune: str = DEFAULT_COMMUNE) -> dict[str, int]:
     """Upsert a YAML (.yaml/.yml) or CSV (.csv) registry file; returns counts per kind.
 
+    ``default_commune`` (``settings.commune``) goes to new households that name none.
     Raises :class:`RegistryError` on a malformed file (nothing is written then).
     """
     path = Path(path)
@@ -149,17 +235,21 @@ def load_registry_file(session: Session, path: Path) -> dict[str, int]:
         rows = _rows_from_csv(path)
     else:
         raise RegistryError(f"{path}: expected a .yaml, .yml or .csv file")
-    return upsert_rows(session, rows)
+    return upsert_rows(session, rows, default_commune)
 
 
-def upsert_rows(session: Session, rows: list[RegistryRow]) -> dict[str, int]:
+def upsert_rows(session: Session, rows: list[RegistryRow], default_commune: str = DEFAULT_COMMUNE) -> dict[str, int]:
+    """Upsert parsed rows (see the module docstring); new households without a commune get
+    ``default_commune``. Returns counts of distinct households, meters and persons seen."""
     counts = {"households": 0, "meters": 0, "persons": 0}
     seen: set[tuple[str, str]] = set()
     for row in rows:
         hh = session.get(Household, row.household_id)
         if hh is None:
-            hh = Household(id=row.household_id)
+            hh = Household(id=row.household_id, commune=row.commune or default_commune)
             session.add(hh)
+        elif row.commune:
+            hh.commune = row.commune
         if ("h", row.household_id) not in seen:
             counts["households"] += 1
             seen.add(("h", row.household_id))
@@ -170,6 +260,10 @@ def upsert_rows(session: Session, rows: list[RegistryRow]) -> dict[str, int]:
             m.household = hh
             if row.driver:
                 m.driver = row.driver
+            if row.gateway:
+                m.gateway = row.gateway
+            if row.topic_name:
+                m.topic_name = row.topic_name
             session.add(m)
             if ("m", row.meter_id) not in seen:
                 counts["meters"] += 1
@@ -183,15 +277,40 @@ def upsert_rows(session: Session, rows: list[RegistryRow]) -> dict[str, int]:
                 p.channels = " ".join(row.channels)
             if p.language is None:
                 p.language = "fr"
-            if hh not in p.households:
-                p.households.append(hh)
             session.add(p)
+            if row.role == "caregiver":
+                _upsert_caregiver(session, hh, p, row)
+            elif hh not in p.households:
+                p.households.append(hh)
             if ("p", row.person_id) not in seen:
                 counts["persons"] += 1
                 seen.add(("p", row.person_id))
         session.flush()
     session.commit()
     return counts
+
+
+def _upsert_caregiver(session: Session, hh: Household, person: Person, row: RegistryRow) -> None:
+    link = session.get(CaregiverLink, (hh.id, person.id))
+    if link is None:
+        link = CaregiverLink(household=hh, person=person, history_granted=False)
+        session.add(link)
+    if row.relation:
+        link.relation = row.relation
+    if row.level is not None:
+        link.level = row.level
+
+
+def set_history_grant(session: Session, household_id: str, person_id: str, granted: bool) -> None:
+    """Allow (or stop allowing) a caregiver to read the household's consumption history; commits.
+
+    Raises ``LookupError`` when ``person_id`` is not a caregiver of ``household_id``.
+    """
+    link = session.get(CaregiverLink, (household_id, person_id))
+    if link is None:
+        raise LookupError(f"person {person_id} is not a caregiver of household {household_id}")
+    link.history_granted = granted
+    session.commit()
 
 
 def known_meter_ids(session: Session) -> set[str]:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -119,3 +119,17 @@ def read_checks(store: InfluxStore, first_day: date, last_day: date, tz: ZoneInf
 
 def _num(v) -> float | None:
     return None if v is None or pd.isna(v) else float(v)
+
+
+def last_reading_times(store: InfluxStore, meter_ids: Sequence[str]) -> dict[str, datetime]:
+    """Time (aware UTC) of each meter's latest reading; meters with none are left out."""
+    if not meter_ids:
+        return {}
+    where = " OR ".join(f"meter_id = {quote_str(m)}" for m in meter_ids)
+    series = store.query_json(f"SELECT last(index_m3) FROM {quote_ident(READING)} WHERE ({where}) "
+                              f"GROUP BY meter_id", epoch="s")
+    out = {}
+    for s in series:
+        for row in s.get("values", []):
+            out[s["tags"]["meter_id"]] = datetime.fromtimestamp(int(row[0]), timezone.utc)
+    return out

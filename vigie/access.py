@@ -1,0 +1,173 @@
+"""The query layer of the API: what an authenticated principal may see and do, in one place.
+
+Every endpoint reads through :class:`Access`, which builds its queries from two scopes:
+
+- *visible households* — staff and grafana: the households of their commune; residents: the
+  households they live in; caregivers: the households they care for.
+- *history households* (consumption history allowed) — the same, except caregivers: only the
+  households where staff granted it (``household_caregivers.history_granted``).
+
+Meters and alerts are visible when their household is (an alert keeps the household it was raised
+for, so a meter changing hands does not show new residents the old ones' alerts). Meters and alerts
+without a household belong to no commune and are visible to nobody through the API.
+
+Errors: :class:`NotFound` for an object out of scope, exactly as for one that does not exist (the
+API answers 404 for both, so a caller learns nothing about other households); :class:`Forbidden`
+only for what a role may never do whatever the object (grafana acknowledging) or, for a caregiver,
+reading the history of a household they can see but were not granted.
+
+Reads of a household's data and acknowledgements are written to the audit log (:mod:`vigie.audit`)
+here, not by the endpoints; each such method commits its event on the caller's session. A request
+refused (403/404) writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from vigie.alerts.models import Alert, AlertStatus
+from vigie.alerts.router import AlertRouter, list_alerts
+from vigie.audit import Actor, AuditAction, record, record_many
+from vigie.auth import Principal, Role
+from vigie.registry import CaregiverLink, Household, Meter, household_residents
+
+
+class NotFound(LookupError):
+    """No such object for this principal (absent or out of scope: indistinguishable on purpose)."""
+
+
+class Forbidden(PermissionError):
+    """The principal's role may not do this."""
+
+
+def visible_households(p: Principal) -> Select:
+    """A ``SELECT household_id`` of the households ``p`` may see."""
+    if p.role in (Role.STAFF, Role.GRAFANA):
+        return select(Household.id).where(Household.commune == p.commune)
+    if p.role is Role.RESIDENT:
+        return select(household_residents.c.household_id).where(household_residents.c.person_id == p.person_id)
+    if p.role is Role.CAREGIVER:
+        return select(CaregiverLink.household_id).where(CaregiverLink.person_id == p.person_id)
+    raise ValueError(f"unknown role {p.role!r}")
+
+
+def history_households(p: Principal) -> Select:
+    """A ``SELECT household_id`` of the households whose consumption history ``p`` may read."""
+    if p.role is Role.CAREGIVER:
+        return select(CaregiverLink.household_id).where(CaregiverLink.person_id == p.person_id,
+                                                        CaregiverLink.history_granted.is_(True))
+    return visible_households(p)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterView:
+    """A visible meter with its count of unresolved alerts."""
+
+    meter: Meter
+    open_alerts: int
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdStatusView:
+    """A household's minimal status: its meter ids and its unresolved alerts (no address, no history)."""
+
+    household_id: str
+    meter_ids: list[str]
+    open_alerts: list[Alert]
+
+
+class Access:
+    """``principal``'s view of the relational store through ``session``."""
+
+    def __init__(self, session: Session, principal: Principal) -> None:
+        self._s = session
+        self.principal = principal
+        self._actor = Actor(principal.key_id, str(principal.role), principal.person_id)
+
+    def _visible_meter(self, meter_id: str) -> Meter:
+        meter = self._s.scalars(select(Meter).where(
+            Meter.id == meter_id, Meter.household_id.in_(visible_households(self.principal)))).one_or_none()
+        if meter is None:
+            raise NotFound("unknown meter")
+        return meter
+
+    def _visible_alert(self, alert_id: int) -> Alert:
+        alert = self._s.scalars(select(Alert).where(
+            Alert.id == alert_id, Alert.household_id.in_(visible_households(self.principal)))).one_or_none()
+        if alert is None:
+            raise NotFound("unknown alert")
+        return alert
+
+    def meters(self) -> list[MeterView]:
+        """The visible meters, by id. Not audited: ids, driver and alert counts only."""
+        visible = visible_households(self.principal)
+        counts = dict(self._s.execute(
+            select(Alert.meter_id, func.count()).where(Alert.status != AlertStatus.RESOLVED,
+                                                       Alert.household_id.in_(visible))
+            .group_by(Alert.meter_id)).all())
+        meters = self._s.scalars(select(Meter).where(Meter.household_id.in_(visible)).order_by(Meter.id))
+        return [MeterView(m, counts.get(m.id, 0)) for m in meters]
+
+    def meter_for_history(self, meter_id: str) -> Meter:
+        """The meter whose consumption history is about to be read; audited.
+
+        Raises :class:`NotFound` if invisible, :class:`Forbidden` if visible without history rights.
+        """
+        meter = self._visible_meter(meter_id)
+        allowed = self._s.scalar(select(Household.id).where(
+            Household.id == meter.household_id, Household.id.in_(history_households(self.principal))))
+        if allowed is None:
+            raise Forbidden("consumption history of this household is not granted to you")
+        record(self._s, self._actor, AuditAction.READ_CONSUMPTION, household_id=meter.household_id,
+               meter_id=meter.id)
+        self._s.commit()
+        return meter
+
+    def alerts(self, status: str | None = None, meter_id: str | None = None) -> list[Alert]:
+        """Visible alerts, newest first, optionally by status and meter; audited per household."""
+        alerts = list_alerts(self._s, status=status, meter_ids=[meter_id] if meter_id else None,
+                             household_ids=visible_households(self.principal))
+        record_many(self._s, self._actor, AuditAction.LIST_ALERTS, (a.household_id for a in alerts))
+        self._s.commit()
+        return alerts
+
+    def alert(self, alert_id: int) -> Alert:
+        """One visible alert; audited. Raises :class:`NotFound`."""
+        alert = self._visible_alert(alert_id)
+        record(self._s, self._actor, AuditAction.READ_ALERT, household_id=alert.household_id,
+               meter_id=alert.meter_id, alert_id=alert.id)
+        self._s.commit()
+        return alert
+
+    def household_status(self, household_id: str) -> HouseholdStatusView:
+        """A visible household's meters and unresolved alerts; audited. Raises :class:`NotFound`."""
+        visible = self._s.scalar(select(Household.id).where(
+            Household.id == household_id, Household.id.in_(visible_households(self.principal))))
+        if visible is None:
+            raise NotFound("unknown household")
+        meter_ids = list(self._s.scalars(select(Meter.id).where(Meter.household_id == household_id)
+                                         .order_by(Meter.id)))
+        open_alerts = list_alerts(self._s, status=[AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED],
+                                  household_ids=[household_id])
+        record(self._s, self._actor, AuditAction.READ_STATUS, household_id=household_id)
+        self._s.commit()
+        return HouseholdStatusView(household_id, meter_ids, open_alerts)
+
+    def acknowledge(self, router: AlertRouter, alert_id: int) -> Alert:
+        """Acknowledge a visible alert as the principal's person; audited.
+
+        Raises :class:`Forbidden` for grafana (whatever the alert), :class:`NotFound`, and the
+        router's :class:`~vigie.alerts.router.AlertResolvedError`.
+        """
+        if self.principal.role is Role.GRAFANA or not self.principal.person_id:
+            raise Forbidden("this key is read-only")
+        self._visible_alert(alert_id)
+        self._s.rollback()   # end this read before the router's own transaction locks the row
+        alert = router.acknowledge(alert_id, self.principal.person_id)
+        record(self._s, self._actor, AuditAction.ACKNOWLEDGE, household_id=alert.household_id,
+               meter_id=alert.meter_id, alert_id=alert.id)
+        self._s.commit()
+        return alert
