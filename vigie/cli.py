@@ -324,6 +324,52 @@ def simulate_water(
                            "faults": len(result.faults)}))
 
 
+@simulate_app.command("home")
+def simulate_home(
+    homes: Annotated[int, typer.Option(min=1, help="Number of homes")] = 10,
+    days: Annotated[int, typer.Option(min=1, help="Number of local days")] = 14,
+    start: Annotated[Optional[str], typer.Option(help="First local day, YYYY-MM-DD (default: the "
+                                                 "DAYS days ending yesterday)")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same homes)")] = 0,
+    anomaly: Annotated[list[str], typer.Option(help="fall:HOME:START[,MINUTES] | no-wakeup:HOME:DAY[,MINUTES] | "
+                                               "night-wandering:HOME:START[,MINUTES] | "
+                                               "decline:HOME:DAY[,DAYS[,FINAL_LEVEL]] | "
+                                               "battery:HOME:AT,SENSOR[,DAYS] (HOME = position 0…N-1; "
+                                               "repeatable)")] = [],
+    speed: Annotated[Optional[float], typer.Option(help="Simulated seconds per wall second")] = None,
+    as_fast_as_possible: Annotated[bool, typer.Option("--as-fast-as-possible",
+                                                      help="Publish without pacing (the default)")] = False,
+    ground_truth: Annotated[Optional[Path], typer.Option(help="Write the injected anomalies here (JSON lines)")] = None,
+    registry_out: Annotated[Optional[Path], typer.Option(help="Write the homes' registry YAML (households, "
+                                                         "people, sensors) here")] = None,
+) -> None:
+    """Publish simulated assisted-living homes as zigbee2mqtt messages over MQTT (QoS 1)."""
+    from vigie.simulators.home import (HomeSimConfig, parse_anomaly_spec, publish_messages, simulate_homes,
+                                       write_home_registry)
+
+    if speed is not None and as_fast_as_possible:
+        raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
+    settings = _settings()
+    try:
+        cfg = HomeSimConfig(homes=homes, days=days, seed=seed, anomalies=[parse_anomaly_spec(a) for a in anomaly],
+                            start=_parse_day(start, "--start") if start else None)
+        result = simulate_homes(cfg)
+    except ValueError as exc:
+        typer.echo(f"simulate home: {exc}", err=True)
+        raise typer.Exit(2)
+    if ground_truth:
+        result.write_ground_truth(ground_truth)
+    if registry_out:
+        write_home_registry(result, registry_out)
+    total = len(result)
+    typer.echo(f"publishing {total} zigbee2mqtt messages of {homes} homes over {days} days to {settings.mqtt_url}",
+               err=True)
+    show = _progress("simulate home")
+    n = publish_messages(result.messages(), settings.mqtt_url, speed=speed,
+                         progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
+    typer.echo(json.dumps({"published": n, "homes": homes, "days": days, "anomalies": len(result.truths)}))
+
+
 @replay_app.command("daiad")
 def replay_daiad_cmd(
     files: Annotated[list[Path], typer.Argument(help="DAIAD trial CSV files (user key;datetime;meter reading;diff)")],

@@ -52,6 +52,7 @@ def make_engine(url: str) -> Engine:
     import vigie.alerts.acklinks  # noqa: F401
     import vigie.audit  # noqa: F401
     import vigie.auth  # noqa: F401
+    import vigie.sensors  # noqa: F401
     Base.metadata.create_all(engine)
     return engine
 

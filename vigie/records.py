@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 
 
@@ -181,3 +181,136 @@ class SensorEvent:
     battery_pct: float | None = None
     link_quality: float | None = None
     source: str = ""
+
+
+class HomeEventKind(StrEnum):
+    """An unusual-behaviour (or technical) event of an assisted-living home; see analytics/homes.py."""
+
+    INACTIVITY = "inactivity"          # no activity for longer than learned for this time of day
+    NO_WAKEUP = "no_wakeup"            # no activity by the usual wake-up time plus a margin
+    LONG_BATHROOM = "long_bathroom"    # in the bathroom for longer than usual (possible fall)
+    NIGHT_EXIT = "night_exit"          # entrance door opened at night, no return
+    DECLINE = "decline"                # daily activity level falling over several days
+    WATER_LEAK = "water_leak"          # a water-leak sensor reports wet
+    SENSOR_SILENT = "sensor_silent"    # a sensor sent nothing for too long (technical, staff only)
+
+
+class HomeEventSeverity(StrEnum):
+    HIGH = "high"        # possible fall or danger now: ignores quiet hours
+    MEDIUM = "medium"
+    LOW = "low"          # a check-in or a technical matter
+
+
+HOME_EVENT_SEVERITY: dict[HomeEventKind, HomeEventSeverity] = {
+    HomeEventKind.INACTIVITY: HomeEventSeverity.HIGH,
+    HomeEventKind.NO_WAKEUP: HomeEventSeverity.HIGH,
+    HomeEventKind.LONG_BATHROOM: HomeEventSeverity.HIGH,
+    HomeEventKind.NIGHT_EXIT: HomeEventSeverity.HIGH,
+    HomeEventKind.WATER_LEAK: HomeEventSeverity.MEDIUM,
+    HomeEventKind.DECLINE: HomeEventSeverity.LOW,
+    HomeEventKind.SENSOR_SILENT: HomeEventSeverity.LOW,
+}
+
+# Technical events go to staff only, never to the family or neighbours.
+STAFF_ONLY_HOME_EVENTS = frozenset({HomeEventKind.SENSOR_SILENT})
+
+_ROOM_NAMES = {
+    "fr": {"bedroom": "chambre", "bathroom": "salle de bain", "kitchen": "cuisine",
+           "living_room": "séjour", "entrance": "entrée", "other": "autre pièce"},
+    "en": {"bedroom": "bedroom", "bathroom": "bathroom", "kitchen": "kitchen",
+           "living_room": "living room", "entrance": "entrance", "other": "other room"},
+}
+
+
+def _duration_text(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60} h {minutes % 60:02d}" if minutes >= 60 else f"{minutes} min"
+
+
+@dataclass(frozen=True, slots=True)
+class HomeEvent:
+    """One unusual-behaviour event of one home, raised by ``analytics.homes.detect_home_events``.
+
+    - ``start``: when the condition began (its threshold was crossed), UTC; it stays the same on
+      every minute tick while the condition holds, so (``home_id``, ``kind``, ``sensor_id``,
+      ``start``) identifies the episode. ``detected_at``: the tick that raised it, UTC.
+    - Evidence: ``last_activity`` (UTC) and ``last_room`` (a :class:`Room` value) at detection;
+      ``observed``, ``normal`` (what was learned for this home) and ``threshold`` in ``unit``
+      (``"s"`` for durations, ``"events/day"`` for decline, ``"s_of_day"`` for a local time of
+      day in seconds after midnight, ``""`` when not applicable).
+    - ``limited_history``: the home had too little history; conservative defaults were used.
+    - ``sensor_id``: the sensor concerned (water leak, silent sensor), else None.
+    """
+
+    home_id: str
+    kind: HomeEventKind
+    start: datetime
+    detected_at: datetime
+    severity: HomeEventSeverity
+    last_activity: datetime | None = None
+    last_room: str | None = None
+    observed: float | None = None
+    normal: float | None = None
+    threshold: float | None = None
+    unit: str = ""
+    limited_history: bool = False
+    sensor_id: str | None = None
+
+    @property
+    def staff_only(self) -> bool:
+        return self.kind in STAFF_ONLY_HOME_EVENTS
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k in ("start", "detected_at", "last_activity"):
+            d[k] = d[k].isoformat() if d[k] is not None else None
+        d["kind"], d["severity"] = str(self.kind), str(self.severity)
+        return d
+
+    def summary(self, lang: str = "fr", tz: str = "Europe/Paris") -> str:
+        """One line a caregiver understands (``lang`` "fr" or "en"), times in local ``tz``."""
+        from zoneinfo import ZoneInfo
+
+        if lang not in _ROOM_NAMES:
+            raise ValueError(f"lang must be one of {sorted(_ROOM_NAMES)}, got {lang!r}")
+        zone = ZoneInfo(tz)
+        fr = lang == "fr"
+
+        def at(t: datetime | None) -> str:
+            return t.astimezone(zone).strftime("%H:%M") if t is not None else "?"
+
+        room = _ROOM_NAMES[lang].get(self.last_room or "", self.last_room or "?")
+        last = (f"dernière activité {at(self.last_activity)} ({room})" if fr
+                else f"last activity {at(self.last_activity)} ({room})")
+        obs = _duration_text(self.observed) if self.unit == "s" and self.observed is not None else ""
+        thr = _duration_text(self.threshold) if self.unit == "s" and self.threshold is not None else ""
+        norm = _duration_text(self.normal) if self.unit == "s" and self.normal is not None else "?"
+        k = self.kind
+        if k == HomeEventKind.INACTIVITY:
+            return (f"Aucune activité depuis {obs} ; {last} ; habituel à cette heure jusqu'à {norm}, seuil {thr}."
+                    if fr else f"No activity for {obs}; {last}; usual at this time up to {norm}, threshold {thr}.")
+        if k == HomeEventKind.LONG_BATHROOM:
+            return (f"Dans la salle de bain depuis {obs} ; habituel jusqu'à {norm}, seuil {thr}."
+                    if fr else f"In the bathroom for {obs}; usual up to {norm}, threshold {thr}.")
+        if k == HomeEventKind.NIGHT_EXIT:
+            return (f"Porte d'entrée ouverte la nuit à {at(self.start - timedelta(seconds=self.threshold or 0))}, "
+                    f"pas de retour depuis {obs} (seuil {thr})."
+                    if fr else f"Front door opened at night at "
+                    f"{at(self.start - timedelta(seconds=self.threshold or 0))}, not back for {obs} (threshold {thr}).")
+        if k == HomeEventKind.NO_WAKEUP:
+            def tod(s: float | None) -> str:
+                return "?" if s is None else f"{int(s // 3600):02d}:{int(s % 3600 // 60):02d}"
+            return (f"Pas de lever ce matin : lever habituel vers {tod(self.normal)}, aucune activité à "
+                    f"{tod(self.threshold)} ; {last}."
+                    if fr else f"No wake-up this morning: usually up around {tod(self.normal)}, no activity by "
+                    f"{tod(self.threshold)}; {last}.")
+        if k == HomeEventKind.DECLINE:
+            return (f"Activité en baisse : {self.observed:.0f} événements/jour ces derniers jours contre "
+                    f"{self.normal:.0f} habituellement (seuil {self.threshold:.0f})."
+                    if fr else f"Activity falling: {self.observed:.0f} events/day over the last days against "
+                    f"{self.normal:.0f} usually (threshold {self.threshold:.0f}).")
+        if k == HomeEventKind.WATER_LEAK:
+            return (f"Détecteur de fuite d'eau mouillé depuis {at(self.start)} (capteur {self.sensor_id})."
+                    if fr else f"Water-leak sensor wet since {at(self.start)} (sensor {self.sensor_id}).")
+        return (f"Capteur {self.sensor_id} silencieux depuis {obs} (attendu au plus {thr}) : pile ou liaison ?"
+                if fr else f"Sensor {self.sensor_id} silent for {obs} (expected within {thr}): battery or link?")

@@ -228,14 +228,25 @@ def load_registry_file(session: Session, path: Path, default_commune: str = DEFA
     ``default_commune`` (``settings.commune``) goes to new households that name none.
     Raises :class:`RegistryError` on a malformed file (nothing is written then).
     """
+    # Home sensors (vigie.sensors, which builds on this module) ride in the same YAML file, or in a
+    # CSV of their own recognised by its friendly_name column; all of it is parsed before any write.
+    from vigie.sensors import parse_sensors_file, upsert_sensors
+
     path = Path(path)
     if path.suffix.lower() in (".yaml", ".yml"):
-        rows = _rows_from_yaml(path)
+        rows, sensors = _rows_from_yaml(path), parse_sensors_file(path)
     elif path.suffix.lower() == ".csv":
-        rows = _rows_from_csv(path)
+        with path.open(encoding="utf-8", newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if "friendly_name" in header:
+            return upsert_sensors(session, parse_sensors_file(path), where=str(path))
+        rows, sensors = _rows_from_csv(path), []
     else:
         raise RegistryError(f"{path}: expected a .yaml, .yml or .csv file")
-    return upsert_rows(session, rows, default_commune)
+    counts = upsert_rows(session, rows, default_commune)
+    if sensors:
+        counts.update(upsert_sensors(session, sensors, where=str(path)))
+    return counts
 
 
 def upsert_rows(session: Session, rows: list[RegistryRow], default_commune: str = DEFAULT_COMMUNE) -> dict[str, int]:

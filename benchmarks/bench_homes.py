@@ -1,0 +1,133 @@
+"""Cost of learning routines and of one detection tick for many assisted-living homes.
+
+    python benchmarks/bench_homes.py [--homes 1000 --days 28] [--loop-homes 200] [--repeat 3]
+
+Synthetic homes (numpy, seeded): per home and day a wake-up around a home-specific time, a bedtime,
+about 15 activity reports an hour awake (motion 1 in kitchen / living room / bathroom / bedroom,
+each followed by a motion 0 "clear" report), bed-mat changes at bedtime and wake-up, 0–2 night
+toilet trips, one outing of 1–3 h through the entrance door (door open/close at both ends), and a
+smart plug (kettle) twice a day.
+
+Timed (best of ``--repeat``):
+  (a) ``learn_routines`` over the whole window (the daily job); string columns are categoricals,
+      as the store returns them (object strings add a factorization, ~1 s per million rows);
+  (b) ``detect_home_events`` at one tick for every home, given the last 24 h of events (what the
+      minute job reads);
+  (c) the same tick as a per-home loop (one ``detect_home_events`` call per home, its own events and
+      routine prepared beforehand and not timed), on ``--loop-homes`` homes, extrapolated linearly;
+      its events are checked equal to (b)'s for those homes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from vigie.analytics.homes import detect_home_events
+from vigie.analytics.routine import learn_routines
+
+TZ = "Europe/Paris"
+ROOMS = np.array(["kitchen", "living_room", "bathroom", "bedroom"])
+
+
+def synthetic_events(n_homes: int, days: int, start: int, seed: int = 1) -> pd.DataFrame:
+    """Events frame (analytics.routine contract) for ``n_homes`` normal homes over ``days`` days
+    from ``start`` (epoch s at a local midnight, times here approximate local as UTC+1)."""
+    rng = np.random.default_rng(seed)
+    hd = n_homes * days
+    home = np.repeat(np.arange(n_homes), days)
+    midnight = start + np.tile(np.arange(days), n_homes) * 86_400 - 3_600
+    wake = midnight + (rng.uniform(6.5, 8.5, n_homes)[home] * 3600 + rng.normal(0, 1200, hd)).astype(np.int64)
+    bed = midnight + (rng.uniform(21.5, 23.5, n_homes)[home] * 3600 + rng.normal(0, 1200, hd)).astype(np.int64)
+    out_start = midnight + rng.uniform(10, 16, hd).astype(np.int64) * 3600 + rng.integers(0, 3600, hd)
+    out_end = out_start + rng.integers(3600, 3 * 3600, hd)
+    parts = []
+
+    def add(h, t, sensor, room, kind, value):
+        parts.append(pd.DataFrame({"h": h, "sensor_id": sensor, "room": room, "kind": kind, "time": t,
+                                   "value": np.asarray(value, float) * np.ones(len(t))}))
+
+    n = rng.poisson(15 * (bed - wake) / 3600)
+    idx = np.repeat(np.arange(hd), n)
+    t = wake[idx] + (rng.random(idx.size) * (bed - wake)[idx]).astype(np.int64)
+    keep = (t < out_start[idx]) | (t >= out_end[idx] + 120)
+    idx, t = idx[keep], t[keep]
+    room = ROOMS[rng.choice(4, idx.size, p=[0.35, 0.35, 0.2, 0.1])]
+    sensor = np.char.add("pir-", room)
+    add(home[idx], t, sensor, room, "motion", 1.0)
+    add(home[idx], t + 90, sensor, room, "motion", 0.0)
+    add(home, wake, "bed", "bedroom", "presence", 0.0)
+    add(home, bed, "bed", "bedroom", "presence", 1.0)
+    for o, v in ((out_start, 1.0), (out_start + 10, 0.0), (out_end, 1.0), (out_end + 10, 0.0)):
+        add(home, o, "door", "entrance", "contact", v)
+    k = rng.integers(0, 3, hd)
+    ki = np.repeat(np.arange(hd), k)
+    kt = midnight[ki] + rng.uniform(1, 5, ki.size).astype(np.int64) * 3600
+    for dt, sensor, room, kind, v in ((0, "bed", "bedroom", "presence", 0.0), (60, "pir-bathroom", "bathroom",
+                                       "motion", 1.0), (300, "bed", "bedroom", "presence", 1.0)):
+        add(home[ki], kt + dt, sensor, room, kind, v)
+    for hour in (8.5, 16.0):
+        kt = midnight + int(hour * 3600) + rng.integers(0, 1800, hd)
+        home_in = (kt < out_start) | (kt > out_end)
+        add(home[home_in], kt[home_in], "plug-kettle", "kitchen", "power", 1800.0)
+        add(home[home_in], kt[home_in] + 180, "plug-kettle", "kitchen", "power", 0.0)
+    df = pd.concat(parts, ignore_index=True)
+    ids = np.array([f"home-{i:05d}" for i in range(n_homes)])
+    df.insert(0, "home_id", pd.Categorical(ids[df.pop("h").to_numpy()]))
+    df["time"] = df["time"].astype(np.int64)
+    for col in ("sensor_id", "room", "kind"):  # as the store returns them
+        df[col] = df[col].astype("category")
+    return df
+
+
+def best(fn, repeat):
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--homes", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=28)
+    ap.add_argument("--loop-homes", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    start = int(pd.Timestamp("2025-03-03", tz=TZ).timestamp())  # spans the 2025-03-30 DST change
+    t0 = time.perf_counter()
+    events = synthetic_events(args.homes, args.days + 1, start)
+    gen_s = time.perf_counter() - t0
+    now = start + args.days * 86_400 + 11 * 3600   # 11:00 local on the last day
+    learn_s, routines = best(lambda: learn_routines(events, now, TZ, args.days), max(1, args.repeat - 1))
+    recent = events[(events["time"] > now - 86_400) & (events["time"] <= now)].reset_index(drop=True)
+    detect_s, evs = best(lambda: detect_home_events(recent, routines, now, TZ), args.repeat)
+
+    homes = routines.homes[: args.loop_homes]
+    groups = dict(list(recent.groupby("home_id", observed=True)))
+    per_home = [(groups[h].reset_index(drop=True), routines.defaults_for(pd.Index([h], name="home_id")))
+                for h in homes]
+    loop_s, loop_evs = best(lambda: [e for ev, r in per_home for e in detect_home_events(ev, r, now, TZ)],
+                            args.repeat)
+    same = loop_evs == [e for e in evs if e.home_id in set(homes)]
+    loop_fleet = loop_s * len(routines.homes) / len(homes)
+
+    print(f"homes {len(routines.homes)}, days {args.days}, events {len(events):,} "
+          f"(generated in {gen_s:.1f} s), last 24 h {len(recent):,}")
+    print(f"(a) learn_routines, {args.days}-day window:          {learn_s:8.3f} s")
+    print(f"(b) detect_home_events, one tick, all homes:   {detect_s * 1000:8.1f} ms   "
+          f"(raised: {dict(Counter(str(e.kind) for e in evs)) or 'nothing'})")
+    print(f"(c) per-home loop, {len(homes)} homes:                {loop_s * 1000:8.1f} ms  "
+          f"→ {loop_fleet * 1000:.0f} ms for {len(routines.homes)} homes "
+          f"({loop_fleet / detect_s:.0f}× (b)); same events as (b): {same}")
+
+
+if __name__ == "__main__":
+    main()

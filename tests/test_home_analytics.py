@@ -1,0 +1,358 @@
+"""Learned routines and unusual-behaviour detectors of assisted-living homes (analytics.routine/homes)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vigie.analytics.homes import detect_at, detect_home_events, to_home_events
+from vigie.analytics.routine import RoutineParams, learn_routines
+from vigie.records import HomeEventKind, HomeEventSeverity
+from vigie.simulators.ordonez import load_ordonez
+
+TZ = "Europe/Paris"
+ZONE = ZoneInfo(TZ)
+
+
+def ts(day: date, hhmm: str, sec: int = 0) -> int:
+    h, m = map(int, hhmm.split(":"))
+    return int(datetime(day.year, day.month, day.day, h, m, sec, tzinfo=ZONE).timestamp())
+
+
+def frame(rows) -> pd.DataFrame:
+    """rows: (home, sensor, room, kind, epoch s, value)."""
+    cols = ["home_id", "sensor_id", "room", "kind", "time", "value"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.astype({"time": np.int64, "value": np.float64})
+
+
+def normal_day(home: str, day: date, wake="07:00", bed="22:30", out=("10:00", "11:00"), step_min=20):
+    """A regular day: bed mat off at wake-up, bathroom 15 min, motion every ``step_min`` in the
+    kitchen/living room, an outing through the front door, bed mat on at bedtime."""
+    rows = [(home, "bed", "bedroom", "presence", ts(day, wake), 0.0),
+            (home, "pir-bath", "bathroom", "motion", ts(day, wake) + 120, 1.0),
+            (home, "pir-bath", "bathroom", "motion", ts(day, wake) + 600, 1.0)]
+    t, end = ts(day, wake) + 900, ts(day, bed)
+    o0, o1 = ts(day, out[0]), ts(day, out[1])
+    i = 0
+    while t < end:
+        if not o0 - 60 <= t <= o1 + 60:
+            sensor, room = (("pir-kitchen", "kitchen"), ("pir-living", "living_room"))[i % 2]
+            rows.append((home, sensor, room, "motion", t, 1.0))
+        t += step_min * 60
+        i += 1
+    rows += [(home, "door", "entrance", "contact", o0, 1.0), (home, "door", "entrance", "contact", o0 + 5, 0.0),
+             (home, "door", "entrance", "contact", o1, 1.0), (home, "door", "entrance", "contact", o1 + 5, 0.0),
+             (home, "pir-living", "living_room", "motion", o1 + 60, 1.0),
+             (home, "bed", "bedroom", "presence", end, 1.0)]
+    return rows
+
+
+def history(home: str, first: date, days: int, **kw):
+    rows = []
+    for d in range(days):
+        rows += normal_day(home, first + timedelta(days=d), **kw)
+    return rows
+
+
+def kinds(events, home=None):
+    return {e.kind for e in events if home is None or e.home_id == home}
+
+
+def crossing(last: int, line: np.ndarray, bin_s: int, limit: int = 13 * 3600) -> int:
+    """Brute force: first second after ``last`` where elapsed > the line of its local bin."""
+    for t in range(last + 1, last + limit):
+        lt = datetime.fromtimestamp(t, tz=timezone.utc).astimezone(ZONE)
+        if t - last > line[(lt.hour * 3600 + lt.minute * 60 + lt.second) // bin_s]:
+            return t
+    raise AssertionError("no crossing")
+
+
+FIRST = date(2025, 5, 1)
+TEST_DAY = FIRST + timedelta(days=28)
+
+
+@pytest.fixture(scope="module")
+def learned():
+    rows = history("h1", FIRST, 28)
+    df = frame(rows)
+    return df, learn_routines(df, ts(TEST_DAY, "00:00"), TZ)
+
+
+def test_routine_learned_values(learned):
+    _, r = learned
+    assert not r.limited_history["h1"]
+    assert r.history_days["h1"] == pytest.approx(28 - 7 / 24)   # first event at 07:00 on day 1
+    assert r.wake.loc["h1", "median_s"] == 7 * 3600 and not r.wake.loc["h1", "default"]
+    # Regular 20-min motion → the learned day line is the 1 h floor.
+    assert r.inactivity_threshold_s.loc["h1", 14 * 60] == 3600
+    # Night bins: asleep 22:30 → 07:00, 8.5 h max, line = 1.5 × 8.5 h clamped to 12 h.
+    assert r.inactivity_threshold_s.loc["h1", 6 * 60] == 12 * 3600
+    assert r.bathroom.loc["h1", "threshold_day_s"] == pytest.approx(max(1800, 1.5 * 900))
+    assert r.activity_level.loc["h1", "mean"] > 40 and not r.activity_level.loc["h1", "decline"]
+    noon_hour = r.activity_by_bin.loc["h1", 12 * 60] + r.activity_by_bin.loc["h1", 12 * 60 + 30]
+    assert noon_hour == pytest.approx(3, rel=0.03)   # every 20 min
+
+
+def test_inactivity_raised_within_a_minute_of_its_threshold(learned):
+    df, r = learned
+    today = normal_day("h1", TEST_DAY)
+    last = ts(TEST_DAY, "13:55")   # a kitchen/living motion (07:15 + k × 20 min)
+    cut = frame([row for row in today if row[4] <= last])
+    events = pd.concat([df, cut], ignore_index=True)
+    line = r.inactivity_threshold_s.loc["h1"].to_numpy()
+    cross = crossing(last, line, r.params.bin_s)
+    assert cross == last + 3601
+    before = detect_home_events(events, r, cross - 1)
+    assert HomeEventKind.INACTIVITY not in kinds(before)
+    after = [e for e in detect_home_events(events, r, cross + 59) if e.kind == HomeEventKind.INACTIVITY]
+    assert len(after) == 1
+    e = after[0]
+    assert abs(e.start.timestamp() - cross) <= 60 and e.severity == HomeEventSeverity.HIGH
+    assert e.last_activity.timestamp() == last and e.last_room in ("kitchen", "living_room")
+    assert e.threshold == 3600 and e.observed == cross + 59 - last
+    assert "1 h 00" in e.summary("en") and "Aucune activité" in e.summary("fr")
+    # The start stays the same on later ticks (one episode).
+    later = [x for x in detect_home_events(events, r, cross + 600) if x.kind == HomeEventKind.INACTIVITY]
+    assert later[0].start == e.start
+
+
+def test_away_is_not_inactivity(learned):
+    df, r = learned
+    last = ts(TEST_DAY, "13:55")   # a kitchen/living motion (07:15 + k × 20 min)
+    today = [row for row in normal_day("h1", TEST_DAY) if row[4] <= last]
+    door = [("h1", "door", "entrance", "contact", last + 60, 1.0),
+            ("h1", "door", "entrance", "contact", last + 65, 0.0)]
+    events = pd.concat([df, frame(today + door)], ignore_index=True)
+    assert not kinds(detect_home_events(events, r, last + 4 * 3600)) & {HomeEventKind.INACTIVITY,
+                                                                        HomeEventKind.NO_WAKEUP}
+    # Back in (motion inside) and then nothing: inactivity again.
+    back = door + [("h1", "pir-living", "living_room", "motion", last + 600, 1.0)]
+    events = pd.concat([df, frame(today + back)], ignore_index=True)
+    assert HomeEventKind.INACTIVITY in kinds(detect_home_events(events, r, last + 600 + 3601 + 60))
+
+
+def test_no_wakeup_boundary_and_night_toilet(learned):
+    df, r = learned
+    deadline = r.wake.loc["h1", "deadline_s"]
+    assert deadline == 8 * 3600    # median 07:00, spread 0, margin 1 h
+    night = [("h1", "bed", "bedroom", "presence", ts(TEST_DAY, "05:00"), 0.0),
+             ("h1", "pir-bath", "bathroom", "motion", ts(TEST_DAY, "05:01"), 1.0),
+             ("h1", "bed", "bedroom", "presence", ts(TEST_DAY, "05:05"), 1.0)]
+    events = pd.concat([df, frame(night)], ignore_index=True)
+    assert HomeEventKind.NO_WAKEUP not in kinds(detect_home_events(events, r, ts(TEST_DAY, "07:59", 59)))
+    got = [e for e in detect_home_events(events, r, ts(TEST_DAY, "08:00", 30)) if e.kind == HomeEventKind.NO_WAKEUP]
+    assert len(got) == 1 and got[0].start.timestamp() == ts(TEST_DAY, "08:00")
+    assert "07:00" in got[0].summary("en") and "08:00" in got[0].summary("fr")
+    up = pd.concat([events, frame([("h1", "bed", "bedroom", "presence", ts(TEST_DAY, "07:50"), 0.0)])])
+    assert HomeEventKind.NO_WAKEUP not in kinds(detect_home_events(up, r, ts(TEST_DAY, "08:30")))
+
+
+def test_long_bathroom_at_night_uses_the_15_min_floor(learned):
+    df, r = learned
+    thr = r.bathroom.loc["h1", "threshold_night_s"]
+    assert thr == 900   # no night stays learned → the commercial 15-min floor
+    enter = ts(TEST_DAY, "02:00")
+    night = [("h1", "bed", "bedroom", "presence", enter - 60, 0.0),
+             ("h1", "pir-bath", "bathroom", "motion", enter, 1.0)]
+    events = pd.concat([df, frame(night)], ignore_index=True)
+    assert HomeEventKind.LONG_BATHROOM not in kinds(detect_home_events(events, r, enter + 900))
+    got = [e for e in detect_home_events(events, r, enter + 901 + 59) if e.kind == HomeEventKind.LONG_BATHROOM]
+    assert len(got) == 1 and got[0].start.timestamp() == enter + 900
+    assert got[0].severity == HomeEventSeverity.HIGH and "bathroom" in got[0].summary("en")
+    # Activity elsewhere ends the stay.
+    out = pd.concat([events, frame([("h1", "bed", "bedroom", "presence", enter + 600, 1.0)])])
+    assert HomeEventKind.LONG_BATHROOM not in kinds(detect_home_events(out, r, enter + 1200))
+
+
+def test_night_exit(learned):
+    df, r = learned
+    o = ts(TEST_DAY, "23:30")
+    day = [row for row in normal_day("h1", TEST_DAY)]
+    door = [("h1", "door", "entrance", "contact", o, 1.0), ("h1", "door", "entrance", "contact", o + 5, 0.0)]
+    events = pd.concat([df, frame(day + door)], ignore_index=True)
+    assert HomeEventKind.NIGHT_EXIT not in kinds(detect_home_events(events, r, o + 1800))
+    got = [e for e in detect_home_events(events, r, o + 1801 + 59) if e.kind == HomeEventKind.NIGHT_EXIT]
+    assert len(got) == 1 and got[0].start.timestamp() == o + 1800
+    assert "23:30" in got[0].summary("en", TZ)
+    back = pd.concat([events, frame([("h1", "pir-living", "living_room", "motion", o + 1200, 1.0)])])
+    assert HomeEventKind.NIGHT_EXIT not in kinds(detect_home_events(back, r, o + 3600))
+    # The same exit by day is no night exit.
+    o = ts(TEST_DAY, "15:00")
+    door = [("h1", "door", "entrance", "contact", o, 1.0), ("h1", "door", "entrance", "contact", o + 5, 0.0)]
+    events = pd.concat([df, frame([x for x in day if x[4] < o] + door)], ignore_index=True)
+    assert HomeEventKind.NIGHT_EXIT not in kinds(detect_home_events(events, r, o + 3600))
+
+
+def test_water_leak_and_silent_sensor(learned):
+    df, r = learned
+    base = ts(TEST_DAY, "09:00")
+    leak = [("h1", "leak", "kitchen", "water_leak", base + 600 * k, 0.0) for k in range(3)]
+    leak += [("h1", "leak", "kitchen", "water_leak", base + 1800, 1.0),
+             ("h1", "leak", "kitchen", "water_leak", base + 2400, 1.0)]
+    events = pd.concat([df, frame(normal_day("h1", TEST_DAY) + leak)], ignore_index=True)
+    got = [e for e in detect_home_events(events, r, base + 2500) if e.kind == HomeEventKind.WATER_LEAK]
+    assert len(got) == 1 and got[0].start.timestamp() == base + 1800 and got[0].sensor_id == "leak"
+    assert HomeEventKind.WATER_LEAK not in kinds(detect_home_events(events, r, base + 1799))
+    dry = pd.concat([events, frame([("h1", "leak", "kitchen", "water_leak", base + 3000, 0.0)])])
+    assert HomeEventKind.WATER_LEAK not in kinds(detect_home_events(dry, r, base + 3100))
+    # Silent: the kitchen PIR stops while the rest of the home goes on.
+    s = r.sensors.set_index("sensor_id").loc["pir-kitchen"]
+    assert s["silent_after_s"] >= r.params.silent_floor_s
+    rows = [row for row in history("h1", TEST_DAY, 2) if row[1] != "pir-kitchen"]
+    events = pd.concat([df, frame(rows)], ignore_index=True)
+    limit = s["last_seen"] + s["silent_after_s"]
+    assert "pir-kitchen" not in {e.sensor_id for e in detect_home_events(events, r, int(limit))}
+    got = [e for e in detect_home_events(events, r, int(limit) + 60) if e.kind == HomeEventKind.SENSOR_SILENT]
+    assert [e.sensor_id for e in got] == ["pir-kitchen"] and got[0].staff_only
+    assert got[0].severity == HomeEventSeverity.LOW
+
+
+def test_decline():
+    rows = history("h1", FIRST, 25) + history("h1", FIRST + timedelta(days=25), 3, step_min=60)
+    r = learn_routines(frame(rows), ts(TEST_DAY, "00:00"), TZ)
+    lvl = r.activity_level.loc["h1"]
+    assert lvl["decline"] and lvl["recent_mean"] < lvl["decline_threshold"]
+    got = [e for e in detect_home_events(frame(rows), r, ts(TEST_DAY, "09:00")) if e.kind == HomeEventKind.DECLINE]
+    assert len(got) == 1 and got[0].start.timestamp() == ts(TEST_DAY, "00:00")
+    assert got[0].unit == "events/day" and "events/day" in got[0].summary("en")
+    steady = learn_routines(frame(history("h1", FIRST, 28)), ts(TEST_DAY, "00:00"), TZ)
+    assert not steady.activity_level.loc["h1", "decline"]
+
+
+def test_dst_days_keep_local_times():
+    first = date(2025, 3, 10)           # spans 2025-03-30 (spring forward) in Paris
+    rows = history("h1", first, 28)
+    day = first + timedelta(days=28)
+    r = learn_routines(frame(rows), ts(day, "00:00"), TZ)
+    assert r.wake.loc["h1", "median_s"] == 7 * 3600 and r.wake.loc["h1", "spread_s"] == 0
+    assert r.inactivity_threshold_s.loc["h1", 14 * 60] == 3600
+    # On the DST day itself (not in training), the no-wake-up deadline is 08:00 local wall clock.
+    r2 = learn_routines(frame(history("h1", date(2025, 3, 2), 28)), ts(date(2025, 3, 30), "00:00"), TZ)
+    dst_day = date(2025, 3, 30)
+    assert r2.wake.loc["h1", "deadline_s"] == 8 * 3600
+    events = frame(history("h1", date(2025, 3, 2), 28))
+    assert HomeEventKind.NO_WAKEUP not in kinds(detect_home_events(events, r2, ts(dst_day, "07:59")))
+    got = [e for e in detect_home_events(events, r2, ts(dst_day, "08:00", 30)) if e.kind == HomeEventKind.NO_WAKEUP]
+    assert len(got) == 1 and got[0].start.timestamp() == ts(dst_day, "08:00")
+    assert ts(dst_day, "08:00") - ts(dst_day, "00:00") == 7 * 3600  # one hour fewer that day
+
+
+def test_too_little_history_uses_defaults():
+    p = RoutineParams()
+    r = learn_routines(frame(history("new", FIRST, 3)), ts(FIRST + timedelta(days=3), "00:00"), TZ)
+    assert r.limited_history["new"]
+    line = r.inactivity_threshold_s.loc["new"]
+    assert line[14 * 60] == p.default_inactivity_day_s and line[3 * 60] == p.default_inactivity_rest_s
+    assert r.wake.loc["new", "default"] and r.wake.loc["new", "deadline_s"] == p.default_wake_deadline_h * 3600
+    assert r.bathroom.loc["new", "threshold_night_s"] == p.bathroom_floor_night_s
+    assert not r.activity_level.loc["new", "decline"]
+    # A home the routine never saw is evaluated with the same defaults, flagged limited.
+    day = FIRST + timedelta(days=3)
+    stranger = frame([("other", "pir", "kitchen", "motion", ts(day, "12:00"), 1.0)])
+    got = [e for e in detect_home_events(stranger, r, ts(day, "15:00") + 1) if e.home_id == "other"]
+    assert [(e.kind, e.limited_history) for e in got] == [(HomeEventKind.INACTIVITY, True)]
+    assert not [e for e in detect_home_events(stranger, r, ts(day, "15:00")) if e.home_id == "other"]
+
+
+def random_homes(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for h in range(n):
+        wake = f"0{rng.integers(6, 9)}:{rng.integers(10, 59)}"
+        for d in range(int(rng.integers(3, 20))):
+            day = FIRST + timedelta(days=d)
+            if rng.random() < 0.1:
+                continue   # a day with no data at all
+            for row in normal_day(f"r{h}", day, wake=wake, step_min=int(rng.integers(10, 90))):
+                if rng.random() < 0.9:
+                    rows.append(row[:4] + (row[4] + int(rng.integers(-300, 300)),) + row[5:])
+        if rng.random() < 0.5:
+            rows.append((f"r{h}", "leak", "bathroom", "water_leak", ts(FIRST + timedelta(days=19), "08:00"), 1.0))
+    return frame(rows)
+
+
+def test_vectorized_equals_per_home_reference():
+    df = random_homes(12, seed=7)
+    now = ts(FIRST + timedelta(days=19), "10:30")
+    r = learn_routines(df, now, TZ)
+    for t in (now, now + 3 * 3600, now + 15 * 3600):
+        together = detect_home_events(df, r, t)
+        alone = []
+        for h in r.homes:
+            sub = df[df["home_id"] == h].reset_index(drop=True)
+            r_h = learn_routines(sub, now, TZ)
+            pd.testing.assert_frame_equal(r_h.inactivity_threshold_s, r.inactivity_threshold_s.loc[[h]])
+            pd.testing.assert_frame_equal(r_h.wake, r.wake.loc[[h]])
+            pd.testing.assert_frame_equal(r_h.bathroom, r.bathroom.loc[[h]])
+            alone += detect_home_events(sub, r_h, t)
+        assert together == alone
+    assert len(together) > 0
+
+
+def test_bad_input_is_refused():
+    good = frame(history("h1", FIRST, 1))
+    with pytest.raises(ValueError, match="lacks columns"):
+        learn_routines(good.drop(columns=["room"]), ts(FIRST, "23:00"), TZ)
+    bad = good.copy()
+    bad.loc[0, "room"] = "garage"
+    with pytest.raises(ValueError, match="unknown room"):
+        learn_routines(bad, ts(FIRST, "23:00"), TZ)
+    with pytest.raises(ValueError, match="int64"):
+        learn_routines(good.astype({"time": float}), ts(FIRST, "23:00"), TZ)
+    with pytest.raises(ValueError, match="bin_minutes"):
+        RoutineParams(bin_minutes=7)
+
+
+# ---- real data: Ordóñez home A ----
+
+
+def test_ordonez_loader(shared_dir, tmp_path):
+    d = load_ordonez(shared_dir / "data" / "ordonez-adl")
+    assert len(d.sensors) == 12 and len(d.events) == 2 * 409 and len(d.adls) == 248
+    by = {s.location: s for s in d.sensors}
+    assert str(by["Maindoor"].kind) == "contact" and str(by["Maindoor"].room) == "entrance"
+    assert str(by["Bed"].kind) == "presence" and by["Toaster"].nominal_w == 900.0
+    assert str(by["Toilet"].kind) == "use" and str(by["Seat"].room) == "living_room"
+    first = d.events[0]
+    assert first.sensor_id == "ordonez-a-bed" and first.value == 1.0
+    assert first.time == datetime(2011, 11, 28, 1, 27, 59, tzinfo=timezone.utc)   # 02:27:59 CET
+    assert sum(a.activity == "Leaving" for a in d.adls) == 14
+    f = d.to_frame("A")
+    assert list(f.columns) == ["home_id", "sensor_id", "room", "kind", "time", "value"]
+    assert f["time"].is_monotonic_increasing
+    (tmp_path / "OrdonezA_Sensors.txt").write_bytes(
+        b"Start\tEnd\tLocation\tType\tPlace\r\n-----\t---\r\n2011-11-28 02:27:59\t\tBed\tPressure\r\n")
+    (tmp_path / "OrdonezA_ADLs.txt").write_bytes(b"a\r\n--\r\n")
+    with pytest.raises(ValueError, match=r"Sensors.txt:3: expected 5 fields"):
+        load_ordonez(tmp_path)
+
+
+def test_ordonez_normal_fortnight_and_cut(shared_dir):
+    d = load_ordonez(shared_dir / "data" / "ordonez-adl")
+    f = d.to_frame("A")
+    tz = "Europe/Madrid"
+    t0, t1 = int(f["time"].min()), int(f["time"].max())
+    learn_end = t0 + 7 * 86_400
+    r = learn_routines(f[f["time"] < learn_end], learn_end, tz, window_days=7)
+    minutes = np.arange(learn_end + 60 - learn_end % 60, t1 + 1, 60, dtype=np.int64)
+    raised, ctx = detect_at(f, r, np.zeros(minutes.size, np.int64), minutes, tz)
+    episodes = {(e.kind, e.sensor_id, e.start) for e in to_home_events(raised, ctx, r)}
+    assert len(episodes) <= 3   # two long evening sits on the seat mat, see docs/ordonez-report.md
+    # Cut 5 h out of an afternoon at home: inactivity raised within one minute of the threshold.
+    zone = ZoneInfo(tz)
+    c0 = int(datetime(2011, 12, 6, 14, 40, tzinfo=zone).timestamp())
+    cut = f[(f["time"] < c0) | (f["time"] >= c0 + 5 * 3600)]
+    raised, ctx = detect_at(cut, r, np.zeros(minutes.size, np.int64), minutes, tz)
+    last = int(cut.loc[cut["time"] < c0, "time"].max())
+    line = r.inactivity_threshold_s.iloc[0].to_numpy()
+    lt = lambda t: datetime.fromtimestamp(t, tz=timezone.utc).astimezone(zone)  # noqa: E731
+    cross = next(t for t in range(last + 1, last + 5 * 3600)
+                 if t - last > line[(lt(t).hour * 3600 + lt(t).minute * 60 + lt(t).second) // r.params.bin_s])
+    first = min(e.detected_at.timestamp() for e in to_home_events(raised, ctx, r)
+                if e.kind == HomeEventKind.INACTIVITY and e.last_activity.timestamp() == last)
+    assert 0 <= first - cross <= 60
