@@ -39,7 +39,7 @@ chair and the plug report on change; battery devices and the plug also report ev
 :func:`simulate_homes` is pure (no MQTT): it returns the messages and the
 :class:`~vigie.records.SensorEvent` records the zigbee2mqtt decoder makes of them (for analytics
 evaluation). Randomness comes from independent streams of the seed per home and per day, so an
-anomaly changes its own home's days only. :func:`publish_messages` sends the messages over MQTT
+anomaly changes its own home's days only. :func:`vigie.simulators.publish.publish_messages` sends the messages over MQTT
 (QoS 1), :func:`write_home_registry` the registry YAML (households, fake resident and caregivers,
 sensors: ``docs/homes.md``).
 """
@@ -49,8 +49,7 @@ from __future__ import annotations
 import json
 import math
 import random
-import time as _time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -58,12 +57,10 @@ from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import yaml
 
 from vigie.ingest.decoders.zigbee2mqtt import DeviceAvailability, SensorInfo
 from vigie.records import Room, SensorEvent, SensorKind
-from vigie.simulators.publish import MAX_PENDING, PublishError, _client, _Link
 
 
 @dataclass(frozen=True)
@@ -946,56 +943,6 @@ def write_home_registry(result: HomeSimResult, path: Path | str, email_domain: s
 
 
 # --- publishing -------------------------------------------------------------------------------
-
-def publish_messages(messages: Iterable[Z2mMessage], mqtt_url: str, *, speed: float | None = None,
-                     progress: Callable[[int, int], None] | None = None, username: str | None = None,
-                     password: str | None = None, client_id: str | None = None, stall_timeout_s: float = 60.0,
-                     ca_file: str | Path | None = None) -> int:
-    """Publish ``messages`` in order at QoS 1 (retained when the message says so) and return how
-    many were published, once the broker has acknowledged all of them.
-
-    Same connection handling as :func:`vigie.simulators.publish.publish_readings`: ``speed`` =
-    simulated seconds per wall second (None: as fast as the broker takes), ``progress(sent,
-    acknowledged)`` every 1000 messages and at the end, credentials from the URL unless given.
-    Raises :class:`~vigie.simulators.publish.PublishError` (broker unreachable, connection refused,
-    acknowledgements stalled) or ``ValueError`` (bad URL or speed).
-    """
-    if speed is not None and not speed > 0:
-        raise ValueError(f"speed={speed}: expected > 0 (simulated seconds per wall second)")
-    client, host, port = _client(mqtt_url, username, password, client_id, None if ca_file is None else str(ca_file))
-    link = _Link(client, host, port, stall_timeout_s)
-    client.on_connect = link.on_connect
-    client.on_publish = link.on_publish
-    link.connect()
-    sent = 0
-    try:
-        wall0 = sim0 = sim_max = None
-        for m in messages:
-            if speed is not None:
-                t = m.time.timestamp()
-                if sim0 is None:
-                    wall0, sim0, sim_max = _time.monotonic(), t, t
-                sim_max = max(sim_max, t)
-                while (wait := wall0 + (sim_max - sim0) / speed - _time.monotonic()) > 0:
-                    link.service(min(wait, 0.5))
-            while sent - link.acked >= MAX_PENDING:
-                link.service(0.05, sent)
-            info = client.publish(m.topic, m.payload, qos=1, retain=m.retain)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                raise PublishError(f"paho refused to publish on {m.topic}: {mqtt.error_string(info.rc)}")
-            sent += 1
-            if sent % 200 == 0:
-                link.service(0.0, sent)
-            if progress is not None and sent % 1000 == 0:
-                progress(sent, link.acked)
-        while link.acked < sent:
-            link.service(0.1, sent)
-        if progress is not None:
-            progress(sent, link.acked)
-        return sent
-    finally:
-        client.disconnect()
-
 
 # --- command-line specs -----------------------------------------------------------------------
 

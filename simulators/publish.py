@@ -10,7 +10,8 @@ not retained.
 
 Publishing uses paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) with a wide in-flight window, runs
 the network loop in the caller's thread and counts PUBACKs in ``on_publish``:
-:func:`publish_readings` returns once the broker has acknowledged every message.
+:func:`publish_messages` (any topic and payload; :func:`publish_readings` for wmbusmeters readings)
+returns once the broker has acknowledged every message.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit
 
@@ -116,15 +118,45 @@ def _client(mqtt_url: str, username: str | None, password: str | None, client_id
     return client, u.hostname, u.port or (8883 if u.scheme == "mqtts" else 1883)
 
 
-def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: float | None = None,
-                     progress: Callable[[int, int], None] | None = None, username: str | None = None,
-                     password: str | None = None, client_id: str | None = None, topic_prefix: str = "wmbusmeters",
-                     stall_timeout_s: float = 60.0, ca_file: str | os.PathLike | None = None) -> int:
-    """Publish ``readings`` in the given order (QoS 1, not retained) and return how many were
-    published, once the broker has acknowledged (PUBACK) all of them.
+class OutboundMessage(Protocol):
+    """What :func:`publish_messages` sends: ``topic``, ``payload``, ``time`` (the simulated UTC time
+    it is sent at, for pacing) and ``retain``."""
 
-    ``speed``: simulated seconds per wall-clock second (3600 = an hour of readings per second),
-    paced on the latest reading time seen so far; None publishes as fast as the broker takes.
+    topic: str
+    payload: bytes
+    time: datetime
+    retain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WmbusMessage:
+    """A wmbusmeters gateway's message for one reading."""
+
+    topic: str
+    payload: bytes
+    time: datetime
+    retain: bool = False
+
+
+def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, topic_prefix: str = "wmbusmeters",
+                     **options) -> int:
+    """Publish ``readings`` in the given order as wmbusmeters JSON on ``<topic_prefix>/<id>`` (QoS 1,
+    not retained); ``options`` as :func:`publish_messages`. Raises what it raises, and
+    ``ValueError`` for a reading its driver cannot encode (nothing of that reading is sent)."""
+    return publish_messages((WmbusMessage(topic_of(r, topic_prefix),
+                                          json.dumps(wmbus_payload(r), separators=(",", ":")).encode(), r.time)
+                             for r in readings), mqtt_url, **options)
+
+
+def publish_messages(messages: Iterable[OutboundMessage], mqtt_url: str, *, speed: float | None = None,
+                     progress: Callable[[int, int], None] | None = None, username: str | None = None,
+                     password: str | None = None, client_id: str | None = None, stall_timeout_s: float = 60.0,
+                     ca_file: str | os.PathLike | None = None) -> int:
+    """Publish ``messages`` in the given order at QoS 1 (retained when a message says so) and return
+    how many were published, once the broker has acknowledged (PUBACK) all of them.
+
+    ``speed``: simulated seconds per wall-clock second (3600 = an hour of messages per second),
+    paced on the latest message time seen so far; None publishes as fast as the broker takes.
     ``progress(sent, acknowledged)`` is called every 1000 messages and at the end. Credentials in
     the URL (``mqtt://user:pass@host``) are used unless given here. ``ca_file``: PEM CA
     certificate(s) that sign the broker's certificate (``mqtts://``; default: the system store).
@@ -132,7 +164,7 @@ def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: 
     Raises :class:`PublishError` if the broker cannot be reached or refuses the connection, or
     acknowledges nothing for ``stall_timeout_s`` while messages are pending (after a lost
     connection the client reconnects and paho re-sends what was not acknowledged); ``ValueError``
-    for a bad URL or a reading its driver cannot encode (nothing of that reading is sent).
+    for a bad URL or speed.
     """
     if speed is not None and not speed > 0:
         raise ValueError(f"speed={speed}: expected > 0 (simulated seconds per wall second)")
@@ -146,10 +178,9 @@ def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: 
     sent = 0
     try:
         wall0 = sim0 = sim_max = None
-        for r in readings:
-            payload = json.dumps(wmbus_payload(r), separators=(",", ":")).encode()
+        for m in messages:
             if speed is not None:
-                t = r.time.timestamp()
+                t = m.time.timestamp()
                 if sim0 is None:
                     wall0, sim0, sim_max = time.monotonic(), t, t
                 sim_max = max(sim_max, t)
@@ -157,10 +188,10 @@ def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: 
                     link.service(min(wait, 0.5))
             while sent - link.acked >= MAX_PENDING:
                 link.service(0.05, sent)
-            info = client.publish(topic_of(r, topic_prefix), payload, qos=1, retain=False)
+            info = client.publish(m.topic, m.payload, qos=1, retain=m.retain)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 # NO_CONN: paho keeps a QoS 1 message and sends it after reconnecting.
-                raise PublishError(f"paho refused to publish for meter {r.meter_id}: {mqtt.error_string(info.rc)}")
+                raise PublishError(f"paho refused to publish on {m.topic}: {mqtt.error_string(info.rc)}")
             sent += 1
             if sent % 200 == 0:
                 link.service(0.0, sent)
@@ -176,7 +207,7 @@ def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, speed: 
 
 
 class _Link:
-    """Connection upkeep for :func:`publish_readings`: CONNACK, PUBACK counting, reconnects."""
+    """Connection upkeep for :func:`publish_messages`: CONNACK, PUBACK counting, reconnects."""
 
     def __init__(self, client: mqtt.Client, host: str, port: int, stall_timeout_s: float) -> None:
         self.client, self.host, self.port, self.stall_timeout_s = client, host, port, stall_timeout_s

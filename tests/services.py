@@ -189,16 +189,17 @@ def broker_credentials(auth_dir: Path, database_url: str, *args: str) -> dict[st
 
 
 class Subscriber:
-    """A plain paho client collecting every message under ``wmbusmeters/#``."""
+    """A plain paho client collecting every message under ``topic_filter``."""
 
-    def __init__(self, port: int, username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, port: int, username: str | None = None, password: str | None = None,
+                 topic_filter: str = "wmbusmeters/#") -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:8]}")
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.on_connect = lambda c, *a: c.subscribe("wmbusmeters/#", qos=1)
+        self.client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos=1)
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.connect("127.0.0.1", port)

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import statistics
-import threading
 import time
-import uuid
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+
+import services
 
 from vigie.ingest.decoders.zigbee2mqtt import DeviceAvailability, Zigbee2MqttDecoder
-from vigie.records import Room, SensorKind
+from vigie.records import Room
 from vigie.simulators.home import (OCCUPANCY_TIMEOUT_S, BatteryDying, Decline, Fall, HomeSimConfig, NightWandering,
-                                   NoWakeUp, parse_anomaly_spec, publish_messages, simulate_homes,
-                                   write_home_registry)
+                                   NoWakeUp, parse_anomaly_spec, simulate_homes, write_home_registry)
+from vigie.simulators.publish import publish_messages
 
 PARIS = ZoneInfo("Europe/Paris")
 START = date(2026, 10, 12)  # three weeks holding the 2026-10-25 fall-back
@@ -338,49 +336,16 @@ def test_registry_file_holds_households_people_and_sensors(anomalous, tmp_path, 
 
 # --- publishing ---------------------------------------------------------------------------
 
-class Subscriber:
-    """A paho client collecting every message under ``zigbee2mqtt/#``."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:8]}")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_connect = lambda c, *a: c.subscribe("zigbee2mqtt/#", qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert subscribed.wait(10), "no SUBACK"
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, msg.payload))
-
-    def wait_for(self, n: int, timeout: float = 60.0) -> list[tuple[str, bytes]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.messages) >= n:
-                    return list(self.messages)
-            time.sleep(0.05)
-        raise AssertionError(f"received {len(self.messages)} of {n} messages")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def test_publish_a_small_fleet_to_mosquitto(mosquitto):
     result = simulate_homes(HomeSimConfig(homes=3, days=2, start=START, seed=1,
                                           anomalies=[Fall(1, datetime(2026, 10, 13, 15, 0), 60)]))
     messages = list(result.messages())
-    sub = Subscriber(mosquitto.port)
+    sub = services.Subscriber(mosquitto.port, topic_filter="zigbee2mqtt/#")
     calls = []
     try:
         n = publish_messages(iter(messages), f"mqtt://127.0.0.1:{mosquitto.port}",
                              progress=lambda sent, acked: calls.append((sent, acked)))
-        got = sub.wait_for(len(messages))
+        got = sub.wait_for(len(messages), timeout=60)
         time.sleep(0.3)
         got = list(sub.messages)
     finally:

@@ -344,7 +344,8 @@ def simulate_home(
                                                          "people, sensors) here")] = None,
 ) -> None:
     """Publish simulated assisted-living homes as zigbee2mqtt messages over MQTT (QoS 1)."""
-    from vigie.simulators.home import (HomeSimConfig, parse_anomaly_spec, publish_messages, simulate_homes,
+    from vigie.simulators.publish import publish_messages
+    from vigie.simulators.home import (HomeSimConfig, parse_anomaly_spec, simulate_homes,
                                        write_home_registry)
 
     if speed is not None and as_fast_as_possible:

@@ -12,12 +12,15 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+if TYPE_CHECKING:  # the store imports nothing of this module, but keep settings import-light
+    from vigie.store.influx import RetentionPolicy
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
