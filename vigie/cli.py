@@ -23,6 +23,8 @@ broker_app = typer.Typer(help="The MQTT broker's credentials and ACL.", no_args_
 app.add_typer(broker_app, name="broker")
 keys_app = typer.Typer(help="API keys: create, list, rotate, revoke (docs/security.md).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="The relational store's schema: migrations (docs/schema.md).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 log = logging.getLogger("vigie")
 
@@ -598,6 +600,45 @@ def audit_cmd(
         events = read_events(s, household_id=household, person_id=person, since=start, limit=limit)
         for e in events:
             typer.echo(json.dumps({c: getattr(e, c) for c in cols}, default=str))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database of VIGIE_DATABASE_URL to the current schema and print its revision
+    (every start of Vigie does this too; here it can be run, and watched, before a deployment)."""
+    from vigie.db import make_engine
+    from vigie.migrations import SchemaVersionError, current_revision
+
+    settings = _settings()
+    _setup_logging()
+    try:
+        engine = make_engine(settings.database_url)
+    except SchemaVersionError as exc:
+        typer.echo(f"db upgrade: {exc}", err=True)
+        raise typer.Exit(4)
+    typer.echo(current_revision(engine))
+    engine.dispose()
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database of VIGIE_DATABASE_URL without changing anything;
+    exit status 1 when it is not the newest this version knows (``vigie db upgrade`` would run)."""
+    from sqlalchemy import create_engine
+
+    from vigie.migrations import current_revision, head
+
+    engine = create_engine(_settings().database_url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    newest = head()
+    if current == newest:
+        typer.echo(f"{current} (head)")
+        return
+    typer.echo(f"{current or 'none (empty, or created before migrations)'}; head is {newest}")
+    raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,21 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+def import_models() -> None:
+    """Import every module that defines tables, so ``Base.metadata`` holds the whole schema."""
+    import vigie.registry  # noqa: F401
+    import vigie.alerts.models  # noqa: F401
+    import vigie.alerts.acklinks  # noqa: F401
+    import vigie.audit  # noqa: F401
+    import vigie.auth  # noqa: F401
+    import vigie.sensors  # noqa: F401
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the tables created. SQLite gets WAL and a busy timeout so the
-    ingestor, scheduler and API can share one file."""
+    """An engine for ``url`` with the database migrated to the current schema
+    (:func:`vigie.migrations.upgrade`: created if empty, upgraded if older; raises
+    :class:`vigie.migrations.SchemaVersionError` for a database it cannot upgrade). SQLite gets
+    WAL and a busy timeout so the ingestor, scheduler and API can share one file."""
     kwargs: dict = {"future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
@@ -46,14 +58,10 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
-    # Import the table modules so create_all sees every table.
-    import vigie.registry  # noqa: F401
-    import vigie.alerts.models  # noqa: F401
-    import vigie.alerts.acklinks  # noqa: F401
-    import vigie.audit  # noqa: F401
-    import vigie.auth  # noqa: F401
-    import vigie.sensors  # noqa: F401
-    Base.metadata.create_all(engine)
+    from vigie.migrations import upgrade
+
+    import_models()
+    upgrade(engine)
     return engine
 
 
