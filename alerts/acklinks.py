@@ -1,6 +1,8 @@
 """One-click acknowledgement links in messages: signed, expiring, single-use tokens.
 
-A token carries ``{"a": alert id, "p": recipient person id, "j": random token id}``, signed with
+A token carries ``{"a": alert id, "p": recipient person id, "j": random token id}`` — plus
+``"k": "home"`` for a home (assisted-living) alert; without ``k`` it names a water alert, so links
+issued before home alerts existed keep working — signed with
 itsdangerous (HMAC-SHA256 over the payload and a timestamp, key ``settings.secret_key``). It expires
 ``settings.ack_link_ttl_h`` hours after it was issued (default 72 h). It is single-use: its id is
 inserted into ``ack_links_used`` (primary key) when it acknowledges, so a second use — even two at
@@ -30,7 +32,7 @@ from sqlalchemy import Integer, String, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from vigie.alerts.models import Alert, utcnow
+from vigie.alerts.models import Alert, HomeAlert, utcnow
 from vigie.alerts.router import AlertNotFoundError, AlertResolvedError, AlertRouter, RouterSettings
 from vigie.audit import Actor, AuditAction, record
 from vigie.db import Base, UTCDateTime
@@ -55,8 +57,14 @@ class UsedAckLink(Base):
     __tablename__ = "ack_links_used"
     jti: Mapped[str] = mapped_column(String(32), primary_key=True)
     alert_id: Mapped[int] = mapped_column(Integer)
+    alert_type: Mapped[str] = mapped_column(String(10), default="water", server_default="water")
     person_id: Mapped[str] = mapped_column(String(64))
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class AlertType(StrEnum):
+    WATER = "water"   # an Alert of the leak router
+    HOME = "home"     # a HomeAlert of the escalation engine
 
 
 class LinkState(StrEnum):
@@ -70,11 +78,13 @@ class LinkState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LinkCheck:
-    """What a token is worth: ``state`` and, when the signature holds, the alert and person ids."""
+    """What a token is worth: ``state`` and, when the signature holds, the alert (with its type)
+    and person ids."""
 
     state: LinkState
     alert_id: int | None = None
     person_id: str | None = None
+    alert_type: AlertType = AlertType.WATER
 
 
 def load_secret_key(secret_key: str | None, data_dir: Path) -> bytes:
@@ -117,14 +127,17 @@ class AckLinks:
 
         self._serializer = URLSafeTimedSerializer(secret, salt=_SALT, signer=_Signer)
 
-    def issue(self, alert_id: int, person_id: str) -> str:
-        """A new token for ``person_id`` to acknowledge ``alert_id``."""
-        return self._serializer.dumps({"a": alert_id, "p": person_id, "j": secrets.token_hex(16)})
+    def issue(self, alert_id: int, person_id: str, alert_type: AlertType = AlertType.WATER) -> str:
+        """A new token for ``person_id`` to acknowledge ``alert_id`` (a water or home alert)."""
+        payload = {"a": alert_id, "p": person_id, "j": secrets.token_hex(16)}
+        if AlertType(alert_type) is AlertType.HOME:
+            payload["k"] = str(AlertType.HOME)
+        return self._serializer.dumps(payload)
 
-    def url(self, alert_id: int, person_id: str) -> str | None:
+    def url(self, alert_id: int, person_id: str, alert_type: AlertType = AlertType.WATER) -> str | None:
         """``{public_url}/ack/{token}``, or None when ``public_url`` is not set."""
         base = self._settings.public_url
-        return f"{base.rstrip('/')}/ack/{self.issue(alert_id, person_id)}" if base else None
+        return f"{base.rstrip('/')}/ack/{self.issue(alert_id, person_id, alert_type)}" if base else None
 
     def _decode(self, token: str) -> tuple[LinkCheck, str | None]:
         try:
@@ -135,9 +148,10 @@ class AckLinks:
             return LinkCheck(LinkState.INVALID), None
         try:
             alert_id, person_id, jti = int(payload["a"]), str(payload["p"]), str(payload["j"])
-        except (TypeError, KeyError, ValueError):
+            alert_type = AlertType(payload.get("k", AlertType.WATER))
+        except (TypeError, KeyError, ValueError, AttributeError):
             return LinkCheck(LinkState.INVALID), None
-        return LinkCheck(LinkState.VALID, alert_id, person_id), jti
+        return LinkCheck(LinkState.VALID, alert_id, person_id, alert_type), jti
 
     def check(self, sessions: sessionmaker, token: str) -> LinkCheck:
         """What ``token`` is worth now, without using it (the GET confirmation page)."""
@@ -145,13 +159,13 @@ class AckLinks:
         if check.state is not LinkState.VALID:
             return check
         with sessions() as s:
-            alert = s.get(Alert, check.alert_id)
+            alert = s.get(HomeAlert if check.alert_type is AlertType.HOME else Alert, check.alert_id)
             if alert is None:
                 return LinkCheck(LinkState.INVALID)
             if s.get(UsedAckLink, jti) is not None:
-                return LinkCheck(LinkState.USED, check.alert_id, check.person_id)
+                return LinkCheck(LinkState.USED, check.alert_id, check.person_id, check.alert_type)
             if alert.status == "resolved":
-                return LinkCheck(LinkState.RESOLVED, check.alert_id, check.person_id)
+                return LinkCheck(LinkState.RESOLVED, check.alert_id, check.person_id, check.alert_type)
         return check
 
     def redeem(self, sessions: sessionmaker, token: str) -> LinkCheck:
@@ -167,11 +181,14 @@ class AckLinks:
         now = self._clock()
         with sessions() as s:
             s.execute(delete(UsedAckLink).where(UsedAckLink.used_at < now - self._ttl - timedelta(days=1)))
-            s.add(UsedAckLink(jti=jti, alert_id=check.alert_id, person_id=check.person_id, used_at=now))
+            s.add(UsedAckLink(jti=jti, alert_id=check.alert_id, alert_type=str(check.alert_type),
+                              person_id=check.person_id, used_at=now))
             try:
                 s.commit()
             except IntegrityError:
-                return LinkCheck(LinkState.USED, check.alert_id, check.person_id)
+                return LinkCheck(LinkState.USED, check.alert_id, check.person_id, check.alert_type)
+        if check.alert_type is AlertType.HOME:
+            return self._redeem_home(sessions, check, now)
         try:
             AlertRouter(sessions, self._settings, clock=self._clock).acknowledge(check.alert_id, check.person_id)
         except AlertResolvedError:
@@ -184,3 +201,19 @@ class AckLinks:
                    household_id=alert.household_id, meter_id=alert.meter_id, alert_id=alert.id, via="link", at=now)
             s.commit()
         return LinkCheck(LinkState.ACKNOWLEDGED, check.alert_id, check.person_id)
+
+    def _redeem_home(self, sessions: sessionmaker, check: LinkCheck, now: datetime) -> LinkCheck:
+        from vigie.alerts.escalation import Escalation
+
+        try:
+            alert = Escalation(sessions, self._settings, clock=self._clock).acknowledge(check.alert_id,
+                                                                                        check.person_id)
+        except AlertResolvedError:
+            return LinkCheck(LinkState.RESOLVED, check.alert_id, check.person_id, check.alert_type)
+        except AlertNotFoundError:
+            return LinkCheck(LinkState.INVALID)
+        with sessions() as s:
+            record(s, Actor(None, "recipient", check.person_id), AuditAction.ACKNOWLEDGE_HOME_ALERT,
+                   household_id=alert.household_id, alert_id=alert.id, via="link", at=now)
+            s.commit()
+        return LinkCheck(LinkState.ACKNOWLEDGED, check.alert_id, check.person_id, check.alert_type)

@@ -15,9 +15,13 @@
   plain-text mail.
 - every extra Apprise URL of the person (``Person.channels``, space-separated: ``ntfy://…`` etc.).
 
-When ``settings.public_url`` is set, each opened/reminder message carries the recipient's own
-one-click acknowledgement link (signed, expiring, single-use: :mod:`vigie.alerts.acklinks`), made
-afresh at each attempt.
+For a home (assisted-living) alert, the person's ``notify`` preference for the alert's severity
+replaces that default when set (:func:`channel_urls`: ``email`` and Apprise URLs), and the message is
+:func:`~vigie.alerts.messages.render_home`'s, with the event's one-line evidence.
+
+When ``settings.public_url`` is set, each opened/reminder/escalation message carries the recipient's
+own one-click acknowledgement link to the water or home alert (signed, expiring, single-use:
+:mod:`vigie.alerts.acklinks`), made afresh at each attempt.
 
 One Apprise object per notification; each channel is notified and logged on its own
 (:class:`~vigie.alerts.models.DeliveryAttempt`, ``channel`` = URL scheme only, errors with
@@ -51,11 +55,12 @@ import apprise
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
-from vigie.alerts.acklinks import AckLinks, secret_key_for
-from vigie.alerts.messages import Message, pick_language, render
-from vigie.alerts.models import Alert, DeliveryAttempt, DeliveryStatus, Notification, utcnow
+from vigie.alerts.acklinks import AckLinks, AlertType, secret_key_for
+from vigie.alerts.messages import Message, pick_language, render, render_home
+from vigie.alerts.models import (Alert, DeliveryAttempt, DeliveryStatus, EscalationStep, HomeAlert, Notification,
+                                 utcnow)
 from vigie.alerts.router import as_utc
-from vigie.registry import Person
+from vigie.registry import EMAIL_CHANNEL, Person
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +131,22 @@ def _mask_apprise_log() -> None:
         apprise_log.addFilter(_MaskingFilter())
 
 
+def channel_urls(person: Person, smtp_url: str | None, severity: str | None = None) -> list[str]:
+    """The Apprise URLs to reach ``person``: for ``severity`` their ``notify`` list when it names
+    that severity (``email`` = their address through ``smtp_url``), else their e-mail (when both
+    address and ``smtp_url`` exist) and every URL of ``Person.channels``. May be empty."""
+    wanted = (person.notify or {}).get(severity) if severity else None
+    if wanted is None:
+        wanted = [EMAIL_CHANNEL, *(person.channels or "").split()]
+    urls = []
+    for channel in wanted:
+        if channel != EMAIL_CHANNEL:
+            urls.append(channel)
+        elif person.email and smtp_url:
+            urls.append(email_url(smtp_url, person.email))
+    return urls
+
+
 def email_url(smtp_url: str, address: str) -> str:
     """The Apprise mail URL sending to ``address`` through ``smtp_url`` (plain text unless set)."""
     sep = "&" if "?" in smtp_url else "?"
@@ -187,17 +208,16 @@ class Deliverer:
         transaction stays open while sending."""
         with self._sessionmaker() as session:
             notification = session.get(Notification, notification_id)
-            alert = session.get(Alert, notification.alert_id)
             person = session.get(Person, notification.person_id)
-            urls: list[str] = []
             lang = pick_language(person.language if person else None, self._settings)
+            if notification.home_alert_id is not None:
+                return self._prepare_home(session, notification, person, lang)
+            alert = session.get(Alert, notification.alert_id)
+            urls: list[str] = []
             if person is not None:
-                if person.email:
-                    if self._smtp_url:
-                        urls.append(email_url(self._smtp_url, person.email))
-                    else:
-                        log.warning("person %s has an e-mail address but smtp_url is not set", person.id)
-                urls.extend((person.channels or "").split())
+                if person.email and not self._smtp_url:
+                    log.warning("person %s has an e-mail address but smtp_url is not set", person.id)
+                urls = channel_urls(person, self._smtp_url)
             try:
                 link = self._links.url(alert.id, notification.person_id) if self._links else None
                 message = render(alert, notification.reason, lang, self._settings, link)
@@ -207,6 +227,24 @@ class Deliverer:
                 return _Job(notification_id, notification.attempts, None, urls,
                             error=f"cannot build the message: {exc}")
             return _Job(notification_id, notification.attempts, message, urls)
+
+    def _prepare_home(self, session, notification: Notification, person: Person | None, lang: str) -> _Job:
+        alert = session.get(HomeAlert, notification.home_alert_id)
+        urls = channel_urls(person, self._smtp_url, alert.severity) if person is not None else []
+        step = None
+        if (notification.step or "").startswith("s"):
+            step = session.scalars(select(EscalationStep).where(
+                EscalationStep.home_alert_id == alert.id,
+                EscalationStep.step_no == int(notification.step[1:]))).one_or_none()
+        try:
+            link = (self._links.url(alert.id, notification.person_id, AlertType.HOME)
+                    if self._links and alert.status == "open" else None)
+            message = render_home(alert, notification.reason, lang, self._settings.timezone, link, step)
+        except ValueError as exc:
+            log.error("notification %d (home alert %d): cannot build the message: %s",
+                      notification.id, alert.id, exc)
+            return _Job(notification.id, notification.attempts, None, urls, error=f"cannot build the message: {exc}")
+        return _Job(notification.id, notification.attempts, message, urls)
 
     @staticmethod
     def _send(message: Message, urls: list[str]) -> list[tuple[str, str | None]]:
@@ -249,8 +287,10 @@ class Deliverer:
                 notification.status = DeliveryStatus.SENT
                 notification.sent_at = now
                 notification.last_error = "; ".join(errors) or None
-                log.info("notification %d (alert %d, %s) sent to person %s", notification.id,
-                         notification.alert_id, notification.reason, notification.person_id)
+                log.info("notification %d (%s alert %d, %s) sent to person %s", notification.id,
+                         "home" if notification.home_alert_id else "water",
+                         notification.home_alert_id or notification.alert_id, notification.reason,
+                         notification.person_id)
             elif results:
                 notification.last_error = "; ".join(errors)
                 if notification.attempts >= self._settings.delivery_max_attempts:

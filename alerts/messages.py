@@ -16,16 +16,24 @@ L2224-12-4 and R2224-20-1): when consumption exceeds twice the subscriber's aver
 period, the service must inform the subscriber without delay; if the leak is on a pipe after the meter
 (not an appliance, sanitary fitting or heating equipment) and the subscriber sends, within one month,
 a plumber's certificate of its repair, the bill is capped at twice the average consumption.
+
+:func:`render_home` does the same for a home (assisted-living) alert and a notification of the
+escalation engine (:mod:`vigie.alerts.escalation`): a call (escalation step or reminder) with the
+event's one-line evidence (:meth:`~vigie.records.HomeEvent.summary`) and the recipient's
+acknowledgement link, *handled* (who handles it: a relation or "staff", never a name) and *resolved*.
+The home is named by its registry id, as meters are: no address, no name in a message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
-from vigie.alerts.models import Alert, NotificationReason
-from vigie.records import LeakRule
+from vigie.alerts.models import Alert, EscalationStep, HomeAlert, NotificationReason
+from vigie.records import HomeEvent, HomeEventKind, HomeEventSeverity, LeakRule
+from vigie.registry import STAFF_LEVEL
 
 LANGUAGES = ("fr", "en")
 
@@ -290,3 +298,155 @@ def render(alert: Alert, reason: NotificationReason | str, lang: str, settings: 
         paragraphs.append(t["ack_link"].format(ack_url=ack_url) if ack_url else t["ack_plain"].format(**f))
     paragraphs.append(t["signature"].format(**f))
     return Message(subject=subject, body="\n\n".join(paragraphs) + "\n")
+
+
+# --- Home (assisted-living) alerts -------------------------------------------------------------
+_HOME_TEXT = {
+    "fr": {
+        "kind": {
+            HomeEventKind.INACTIVITY: "inactivité prolongée",
+            HomeEventKind.NO_WAKEUP: "pas de lever ce matin",
+            HomeEventKind.LONG_BATHROOM: "séjour prolongé dans la salle de bain (chute possible)",
+            HomeEventKind.NIGHT_EXIT: "sortie de nuit sans retour",
+            HomeEventKind.DECLINE: "activité en baisse depuis plusieurs jours",
+            HomeEventKind.WATER_LEAK: "détecteur de fuite d'eau mouillé",
+            HomeEventKind.SENSOR_SILENT: "capteur silencieux (technique)",
+        },
+        "subject": "Vigie — {kind} au domicile {home}",
+        "urgent": "Urgent : ",
+        "reminder_prefix": "Rappel : ",
+        "handled_prefix": "Pris en charge — ",
+        "resolved_prefix": "Fin d'alerte — ",
+        "hello": "Bonjour,",
+        "what": "Vigie a détecté au domicile {home} : {kind}, depuis {start} (alerte n° {alert_id}).",
+        "evidence": "Ce que disent les capteurs : {summary}",
+        "first": "Vous êtes la première personne prévenue.",
+        "level": "Personne n'a encore pris cette alerte en charge : vous êtes prévenu(e) comme contact de niveau "
+                 "{level}.",
+        "staff": "Personne n'a encore pris cette alerte en charge : vous êtes prévenu(e) comme personnel "
+                 "d'astreinte de la mairie.",
+        "reminder": "Rappel : personne n'a encore pris cette alerte en charge.",
+        "todo": "Si vous pouvez passer ou appeler, confirmez que vous vous en occupez : les autres personnes "
+                "prévenues en seront informées et l'alerte ne sera pas transmise plus loin. En cas d'urgence "
+                "vitale, appelez le 15 ou le 112.",
+        "ack_link": "Je m'en occupe : {ack_url}",
+        "ack_plain": "Pour confirmer, utilisez l'application Vigie ou appelez la mairie en indiquant l'alerte "
+                     "n° {alert_id}.",
+        "handled": "L'alerte n° {alert_id} au domicile {home} ({kind}) est prise en charge depuis {ack_at} par "
+                   "{who}. Vous n'avez rien à faire ; vous serez prévenu(e) de sa clôture.",
+        "resolved_cleared": "L'alerte n° {alert_id} au domicile {home} ({kind}) est close : la situation est "
+                            "revenue à la normale {resolved_at}.",
+        "resolved_person": "L'alerte n° {alert_id} au domicile {home} ({kind}) a été close {resolved_at} par {who}.",
+        "who_staff": "le personnel de la mairie",
+        "who_caregiver": "un proche",
+        "who_relation": "votre contact « {relation} »",
+        "at": "le {day:02d}/{month:02d} à {hhmm}",
+        "signature": "Alerte n° {alert_id} — Vigie, aide au maintien à domicile de votre commune",
+    },
+    "en": {
+        "kind": {
+            HomeEventKind.INACTIVITY: "prolonged inactivity",
+            HomeEventKind.NO_WAKEUP: "no wake-up this morning",
+            HomeEventKind.LONG_BATHROOM: "long stay in the bathroom (possible fall)",
+            HomeEventKind.NIGHT_EXIT: "night exit with no return",
+            HomeEventKind.DECLINE: "activity falling over several days",
+            HomeEventKind.WATER_LEAK: "water-leak sensor wet",
+            HomeEventKind.SENSOR_SILENT: "silent sensor (technical)",
+        },
+        "subject": "Vigie — {kind} at home {home}",
+        "urgent": "Urgent: ",
+        "reminder_prefix": "Reminder: ",
+        "handled_prefix": "Handled — ",
+        "resolved_prefix": "Alert over — ",
+        "hello": "Hello,",
+        "what": "Vigie detected at home {home}: {kind}, since {start} (alert no. {alert_id}).",
+        "evidence": "What the sensors say: {summary}",
+        "first": "You are the first person contacted.",
+        "level": "Nobody has taken this alert on yet: you are contacted as a level {level} contact.",
+        "staff": "Nobody has taken this alert on yet: you are contacted as the town hall's staff on duty.",
+        "reminder": "Reminder: nobody has taken this alert on yet.",
+        "todo": "If you can go round or call, confirm that you are dealing with it: the others contacted will "
+                "be told and the alert will go no further. In a life-threatening emergency, call 112.",
+        "ack_link": "I am dealing with it: {ack_url}",
+        "ack_plain": "To confirm, use the Vigie app or call the town hall, quoting alert no. {alert_id}.",
+        "handled": "Alert no. {alert_id} at home {home} ({kind}) has been handled since {ack_at} by {who}. "
+                   "There is nothing for you to do; you will be told when it is closed.",
+        "resolved_cleared": "Alert no. {alert_id} at home {home} ({kind}) is closed: things went back to normal "
+                            "{resolved_at}.",
+        "resolved_person": "Alert no. {alert_id} at home {home} ({kind}) was closed {resolved_at} by {who}.",
+        "who_staff": "the town hall's staff",
+        "who_caregiver": "a caregiver",
+        "who_relation": "the {relation}",
+        "at": "on {day} {month_name} at {hhmm}",
+        "signature": "Alert no. {alert_id} — Vigie, your municipality's home-support service",
+    },
+}
+
+
+def evidence_event(evidence: dict) -> HomeEvent:
+    """The :class:`~vigie.records.HomeEvent` a home alert's ``evidence`` (its ``to_dict()``) came from."""
+    values = dict(evidence)
+    for key in ("start", "detected_at", "last_activity"):
+        if values.get(key) is not None:
+            values[key] = datetime.fromisoformat(values[key])
+    values["kind"], values["severity"] = HomeEventKind(values["kind"]), HomeEventSeverity(values["severity"])
+    return HomeEvent(**values)
+
+
+def _local_moment(moment: datetime, lang: str, tz: str) -> str:
+    local = moment.astimezone(ZoneInfo(tz))
+    return _HOME_TEXT[lang]["at"].format(day=local.day, month=local.month, hhmm=local.strftime("%H:%M"),
+                                         month_name=_MONTHS[lang][local.month - 1][:3])
+
+
+def _who(label: str | None, t: dict) -> str:
+    if label in (None, "staff"):
+        return t["who_staff"]
+    if label == "caregiver":
+        return t["who_caregiver"]
+    return t["who_relation"].format(relation=label)
+
+
+def render_home(alert: HomeAlert, reason: NotificationReason | str, lang: str, tz: str,
+                ack_url: str | None = None, step: EscalationStep | None = None) -> Message:
+    """The message to one person about home ``alert`` for ``reason`` (escalation, reminder, handled,
+    resolved) in ``lang``, times local to ``tz``. ``step``: the escalation step that calls them (for
+    an escalation message). Raises ``ValueError`` for an unknown language, kind or reason."""
+    if lang not in _HOME_TEXT:
+        raise ValueError(f"unsupported message language {lang!r}; expected one of {LANGUAGES}")
+    t = _HOME_TEXT[lang]
+    reason = NotificationReason(reason)
+    kind = t["kind"][HomeEventKind(alert.kind)]
+    f = {"home": alert.household_id, "kind": kind, "alert_id": str(alert.id),
+         "start": _local_moment(alert.start, lang, tz)}
+    subject = t["subject"].format(**f)
+    if reason is NotificationReason.HANDLED:
+        subject = t["handled_prefix"] + subject
+        body = [t["hello"], t["handled"].format(**f, ack_at=_local_moment(alert.acknowledged_at, lang, tz),
+                                                who=_who(alert.acknowledged_as, t))]
+    elif reason is NotificationReason.RESOLVED:
+        subject = t["resolved_prefix"] + subject
+        when = _local_moment(alert.resolved_at, lang, tz)
+        text = (t["resolved_person"].format(**f, resolved_at=when, who=_who(alert.acknowledged_as, t))
+                if alert.resolved_by else t["resolved_cleared"].format(**f, resolved_at=when))
+        body = [t["hello"], text]
+    elif reason in (NotificationReason.ESCALATION, NotificationReason.REMINDER):
+        if alert.severity == HomeEventSeverity.HIGH:
+            subject = t["urgent"] + subject
+        body = [t["hello"], t["what"].format(**f),
+                t["evidence"].format(summary=evidence_event(alert.evidence).summary(lang, tz))]
+        if reason is NotificationReason.REMINDER:
+            subject = t["reminder_prefix"] + subject
+            body.append(t["reminder"])
+        elif step is not None and step.level == STAFF_LEVEL:
+            body.append(t["staff"])
+        elif step is not None and step.step_no > 1:
+            body.append(t["level"].format(level=step.level))
+        else:
+            body.append(t["first"])
+        body.append(t["todo"])
+        body.append(t["ack_link"].format(ack_url=ack_url) if ack_url else t["ack_plain"].format(**f))
+    else:
+        raise ValueError(f"no home-alert message for reason {reason}")
+    body.append(t["signature"].format(**f))
+    return Message(subject=subject, body="\n\n".join(body) + "\n")

@@ -1,7 +1,17 @@
-"""Persisted alert-router state: alerts, the notifications they cause, and every delivery attempt.
+"""Persisted alert state: water alerts, home (assisted-living) alerts with their escalation steps,
+the notifications they cause, and every delivery attempt.
 
-One *open* alert per (meter, kind) at a time — enforced by a partial unique index — so a leak that
-shows up again day after day, or after a restart, updates the same alert instead of opening another.
+One *open* water alert per (meter, kind) at a time — enforced by a partial unique index — so a leak
+that shows up again day after day, or after a restart, updates the same alert instead of opening another.
+
+One home alert per episode: (household, kind, sensor, condition start) is unique, so the minute
+ticks that keep reporting the same condition, or a restart, find the same alert. Its escalation
+(:mod:`vigie.alerts.escalation`) is recorded as :class:`EscalationStep` rows, unique per
+(alert, step number), and as notifications unique per (home alert, person, step key): two ticks
+or two processes cannot notify a person twice for one step.
+
+A :class:`Notification` belongs to exactly one water alert (``alert_id``) or one home alert
+(``home_alert_id``); the delivery stage sends both kinds the same way.
 """
 
 from __future__ import annotations
@@ -9,7 +19,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from enum import StrEnum
 
-from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from vigie.db import Base, UTCDateTime
@@ -29,12 +39,15 @@ class NotificationReason(StrEnum):
     OPENED = "opened"
     REMINDER = "reminder"
     RESOLVED = "resolved"
+    ESCALATION = "escalation"   # a home alert reached this person's level (or the last level again)
+    HANDLED = "handled"         # a home alert was acknowledged by someone else
 
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"   # gave up after the last retry
+    CANCELLED = "cancelled"   # a home-alert call not yet sent when the alert was acknowledged or resolved
 
 
 class Alert(Base):
@@ -65,11 +78,16 @@ class Alert(Base):
 
 
 class Notification(Base):
-    """A message owed to one person about one alert; delivered (and retried) by the delivery stage."""
+    """A message owed to one person about one water alert (``alert_id``) or one home alert
+    (``home_alert_id``, with its ``step`` key: ``s<n>`` escalation step n, ``r<n>`` the person's
+    n-th reminder, ``handled``, ``resolved``); delivered (and retried) by the delivery stage."""
 
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    home_alert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("home_alerts.id", ondelete="CASCADE", name="fk_notifications_home_alert_id"), index=True)
+    step: Mapped[str | None] = mapped_column(String(20))
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     reason: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING, index=True)
@@ -78,9 +96,14 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
-    alert: Mapped[Alert] = relationship(back_populates="notifications")
+    alert: Mapped[Alert | None] = relationship(back_populates="notifications")
     attempts_log: Mapped[list["DeliveryAttempt"]] = relationship(back_populates="notification",
                                                                  order_by="DeliveryAttempt.id")
+
+    __table_args__ = (
+        # NULLs are distinct: water notifications (no home alert, no step) are not constrained.
+        UniqueConstraint("home_alert_id", "person_id", "step", name="uq_notification_home_alert_person_step"),
+    )
 
 
 class DeliveryAttempt(Base):
@@ -97,3 +120,57 @@ class DeliveryAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(20))   # sent | failed
     error: Mapped[str | None] = mapped_column(Text)
     notification: Mapped[Notification] = relationship(back_populates="attempts_log")
+
+
+class HomeAlert(Base):
+    """An unusual-behaviour alert of an assisted-living home (one :class:`~vigie.records.HomeEvent`
+    episode). ``sensor_id`` is ``""`` for events about no particular sensor (so the unique key
+    holds: NULLs would be distinct). ``evidence``: the event's :meth:`~vigie.records.HomeEvent.to_dict`
+    at the latest tick that reported it. ``acknowledged_as``: how others are told who handles it
+    — the caregiver's relation, ``caregiver`` without one, or ``staff`` — never a name.
+    ``condition_cleared_at``: the detectors stopped reporting it (for kinds a person must close).
+    ``resolved_by``: a person id, or None when the condition cleared by itself."""
+
+    __tablename__ = "home_alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    household_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(40))              # a HomeEventKind value
+    severity: Mapped[str] = mapped_column(String(10))          # a HomeEventSeverity value
+    sensor_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    evidence: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default=AlertStatus.OPEN, index=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    condition_cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))   # a person id, never a name
+    acknowledged_as: Mapped[str | None] = mapped_column(String(40))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    steps: Mapped[list["EscalationStep"]] = relationship(back_populates="alert", order_by="EscalationStep.step_no",
+                                                         cascade="all, delete-orphan")
+
+    __table_args__ = (
+        UniqueConstraint("household_id", "kind", "sensor_id", "start", name="uq_home_alert_episode"),
+    )
+
+
+class EscalationStep(Base):
+    """One escalation step of a home alert: ``level`` (a caregiver level, or
+    :data:`vigie.registry.STAFF_LEVEL`) reached for the ``round``-th time (0 first,
+    then repeats of the last level). ``due_at``: when the policy made it due (the anchor of the next
+    wait); ``done_at``: the tick that took it; ``notified``: people it called (0: nobody reachable)."""
+
+    __tablename__ = "home_alert_steps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    home_alert_id: Mapped[int] = mapped_column(ForeignKey("home_alerts.id", ondelete="CASCADE"), index=True)
+    step_no: Mapped[int] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(Integer)
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    notified: Mapped[int] = mapped_column(Integer, default=0)
+    alert: Mapped[HomeAlert] = relationship(back_populates="steps")
+
+    __table_args__ = (UniqueConstraint("home_alert_id", "step_no", name="uq_home_alert_step"),)

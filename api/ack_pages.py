@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from vigie.alerts.acklinks import LinkState
+from vigie.alerts.acklinks import AlertType, LinkState
 
 _TEXT = {
     "fr": {
@@ -39,13 +39,40 @@ _TEXT = {
     },
 }
 
+# A home (assisted-living) alert's page differs in its title and in whom to contact.
+_HOME_TEXT = {
+    "fr": {
+        "title": "Vigie — alerte à domicile",
+        LinkState.VALID: ("Confirmez-vous que vous vous occupez de l'alerte n° {alert_id} ? Les autres personnes "
+                          "prévenues en seront informées et l'alerte ne sera pas transmise plus loin."),
+        LinkState.ACKNOWLEDGED: "Merci : l'alerte n° {alert_id} est prise en charge. Les autres personnes "
+                                "prévenues en sont informées.",
+        LinkState.EXPIRED: "Ce lien a expiré. Appelez la mairie en indiquant le numéro d'alerte figurant dans "
+                           "le message.",
+        LinkState.INVALID: "Ce lien n'est pas valide. Vérifiez qu'il a été copié en entier, ou appelez la mairie.",
+    },
+    "en": {
+        "title": "Vigie — home alert",
+        LinkState.VALID: ("Do you confirm that you are dealing with alert no. {alert_id}? The others contacted "
+                          "will be told and the alert will go no further."),
+        LinkState.ACKNOWLEDGED: "Thank you: alert no. {alert_id} is being handled. The others contacted are told.",
+        LinkState.EXPIRED: "This link has expired. Call the town hall, quoting the alert number given in the "
+                           "message.",
+        LinkState.INVALID: "This link is not valid. Check that it was copied whole, or call the town hall.",
+    },
+}
+
 STATUS = {LinkState.VALID: 200, LinkState.ACKNOWLEDGED: 200, LinkState.RESOLVED: 409,
           LinkState.USED: 410, LinkState.EXPIRED: 410, LinkState.INVALID: 400}
 
 
-def page(state: LinkState, lang: str, alert_id: int | None = None) -> tuple[str, int]:
-    """``(html, status)`` for ``state`` in ``lang`` (``fr``/``en``; anything else: French)."""
+def page(state: LinkState, lang: str, alert_id: int | None = None,
+         alert_type: AlertType = AlertType.WATER) -> tuple[str, int]:
+    """``(html, status)`` for ``state`` in ``lang`` (``fr``/``en``; anything else: French), for a
+    water or a home ``alert_type``."""
     t = _TEXT.get(lang, _TEXT["fr"])
+    if alert_type is AlertType.HOME:
+        t = {**t, **_HOME_TEXT.get(lang, _HOME_TEXT["fr"])}
     text = escape(t[state].format(alert_id=alert_id))
     form = ""
     if state is LinkState.VALID:

@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI): meters, consumption, alerts and acknowledgement, health.
+"""The HTTP API (FastAPI): meters, consumption, alerts and acknowledgement, home alerts, health.
 
 OpenAPI documentation is served at ``/docs`` and ``/openapi.json``.
 
@@ -18,17 +18,18 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from vigie.access import Access, Forbidden, NotFound
-from vigie.alerts.acklinks import AckLinks, LinkState, secret_key_for
-from vigie.alerts.messages import pick_language
-from vigie.alerts.models import AlertStatus
+from vigie.alerts.acklinks import AckLinks, AlertType, LinkState, secret_key_for
+from vigie.alerts.escalation import AlertNotAcknowledgedError, Escalation
+from vigie.alerts.messages import evidence_event, pick_language
+from vigie.alerts.models import AlertStatus, EscalationStep, HomeAlert
 from vigie.alerts.router import AlertResolvedError, AlertRouter
 from vigie.api.ack_pages import page
 from vigie.api.schemas import (AlertOut, ComponentHealth, ConsumptionOut, ConsumptionPoint, HealthOut,
-                               HouseholdStatusOut, MeterOut)
+                               HomeAlertOut, HouseholdStatusOut, MeterOut)
 from vigie.auth import Principal, authenticate
 from vigie.context import AppContext
 from vigie.registry import Person
@@ -46,6 +47,7 @@ def _tcp_ok(host: str, port: int, timeout: float = 1.0) -> tuple[bool, str]:
 
 # Alert ids are 64-bit integers in every supported database.
 AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Alert id")]
+HomeAlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Home alert id")]
 
 _AUTH_ERRORS = {401: {"description": "No API key, or an invalid, expired or revoked one"}}
 _NOT_FOUND = {404: {"description": "Unknown, or not visible to this key"}}
@@ -198,17 +200,64 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
             unacknowledged=sum(a.status == AlertStatus.OPEN for a in view.open_alerts),
             last_reading_at=max(last.values(), default=None))
 
+    def _home_out(alert: HomeAlert) -> HomeAlertOut:
+        with ctx.sessions() as s:
+            steps = s.scalar(select(func.count()).where(EscalationStep.home_alert_id == alert.id))
+        summary = evidence_event(alert.evidence).summary(ctx.settings.language, ctx.settings.timezone)
+        return HomeAlertOut.model_validate({**{k: getattr(alert, k) for k in HomeAlertOut.model_fields
+                                               if hasattr(alert, k)},
+                                            "summary": summary, "escalation_steps": steps})
+
+    _HOME_ACT = {**_AUTH_ERRORS, **_NOT_FOUND,
+                 403: {"description": "Only staff and caregivers act on home alerts (residents and grafana read)"}}
+
+    @app.get("/home-alerts", response_model=list[HomeAlertOut], tags=["homes"], responses=_AUTH_ERRORS)
+    def home_alerts(acc: AccessDep,
+                    status: Literal["open", "acknowledged", "resolved"] | None = None) -> list[HomeAlertOut]:
+        """Unusual-behaviour alerts of the homes this key may see, newest first (caregivers: the homes
+        they care for, without technical alerts; residents: their own home's; staff and grafana: the
+        commune's)."""
+        return [_home_out(a) for a in acc.home_alerts(status=status)]
+
+    @app.get("/home-alerts/{alert_id}", response_model=HomeAlertOut, tags=["homes"],
+             responses={**_AUTH_ERRORS, **_NOT_FOUND})
+    def get_home_alert(alert_id: HomeAlertId, acc: AccessDep) -> HomeAlertOut:
+        return _home_out(acc.home_alert(alert_id))
+
+    @app.post("/home-alerts/{alert_id}/ack", response_model=HomeAlertOut, tags=["homes"],
+              responses={**_HOME_ACT, 409: {"description": "Alert already resolved"}})
+    def acknowledge_home_alert(alert_id: HomeAlertId, acc: AccessDep) -> HomeAlertOut:
+        """Take the alert on as the key's person: the escalation stops and everyone already reached is
+        told it is handled (by a relation or "staff", never a name). Acknowledging twice is harmless."""
+        try:
+            alert = acc.acknowledge_home_alert(Escalation(ctx.sessions, ctx.settings), alert_id)
+        except AlertResolvedError as exc:
+            raise HTTPException(409, str(exc))
+        return _home_out(alert)
+
+    @app.post("/home-alerts/{alert_id}/resolve", response_model=HomeAlertOut, tags=["homes"],
+              responses={**_HOME_ACT, 409: {"description": "Nobody has acknowledged the alert yet"}})
+    def resolve_home_alert(alert_id: HomeAlertId, acc: AccessDep) -> HomeAlertOut:
+        """Close an acknowledged alert (the person is fine): everyone reached is told. Closing a closed
+        alert is harmless."""
+        try:
+            alert = acc.resolve_home_alert(Escalation(ctx.sessions, ctx.settings), alert_id)
+        except AlertNotAcknowledgedError as exc:
+            raise HTTPException(409, str(exc))
+        return _home_out(alert)
+
     # Acknowledgement links. Mail scanners and link previews fetch every URL in a message with GET,
     # so GET only shows a confirmation page with one button; the POST that button sends
     # acknowledges. Otherwise a scanner would spend the single-use link and acknowledge for the person.
-    def _link_page(state: LinkState, person_id: str | None, alert_id: int | None) -> HTMLResponse:
+    def _link_page(state: LinkState, person_id: str | None, alert_id: int | None,
+                   alert_type: AlertType = AlertType.WATER) -> HTMLResponse:
         lang = ctx.settings.language
         if person_id is not None:
             with ctx.sessions() as s:
                 person = s.get(Person, person_id)
                 lang = pick_language(person.language if person else None, ctx.settings)
         shown = alert_id if state in (LinkState.VALID, LinkState.ACKNOWLEDGED, LinkState.RESOLVED) else None
-        html, status = page(state, lang, shown)
+        html, status = page(state, lang, shown, alert_type)
         return HTMLResponse(html, status_code=status, headers=_LINK_HEADERS)
 
     @app.get("/ack/{token}", response_class=HTMLResponse, tags=["links"],
@@ -217,7 +266,7 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
     def ack_link_page(token: str) -> HTMLResponse:
         """The page an acknowledgement link in a message opens: a confirmation button (changes nothing)."""
         check = links.check(ctx.sessions, token)
-        return _link_page(check.state, check.person_id, check.alert_id)
+        return _link_page(check.state, check.person_id, check.alert_id, check.alert_type)
 
     @app.post("/ack/{token}", response_class=HTMLResponse, tags=["links"],
               responses={400: {"description": "Invalid link"}, 409: {"description": "Alert already closed"},
@@ -225,6 +274,6 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
     def ack_link_confirm(token: str) -> HTMLResponse:
         """Acknowledge the link's alert as the link's recipient; the link is spent."""
         result = links.redeem(ctx.sessions, token)
-        return _link_page(result.state, result.person_id, result.alert_id)
+        return _link_page(result.state, result.person_id, result.alert_id, result.alert_type)
 
     return app

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class MeterOut(BaseModel):
@@ -47,6 +47,36 @@ class AlertOut(BaseModel):
     resolved_day: date | None
 
     model_config = {"from_attributes": True}
+
+
+class HomeAlertOut(BaseModel):
+    """An unusual-behaviour alert of an assisted-living home and where its escalation stands."""
+
+    id: int
+    household_id: str
+    kind: str = Field(description="inactivity, no_wakeup, long_bathroom, night_exit, decline, water_leak, "
+                      "sensor_silent")
+    severity: Literal["high", "medium", "low"]
+    sensor_id: str | None = Field(description="The sensor concerned, if any")
+    start: datetime = Field(description="When the condition began (threshold crossed), UTC")
+    summary: str = Field(description="The evidence in one line, in the service's language and time zone")
+    evidence: dict[str, Any] = Field(description="Last activity time and room, learned normal, threshold, unit")
+    status: Literal["open", "acknowledged", "resolved"]
+    opened_at: datetime
+    condition_cleared_at: datetime | None = Field(description="The detectors stopped reporting it; for "
+                                                  "possible-fall kinds a person still closes it")
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None = Field(description="Person id of the acknowledger")
+    acknowledged_as: str | None = Field(description="What others are told: a relation, caregiver or staff")
+    resolved_at: datetime | None
+    escalation_steps: int = Field(description="Escalation steps taken so far (levels called, repeats)")
+
+    model_config = {"from_attributes": True}
+
+    @field_validator("sensor_id", mode="before")
+    @classmethod
+    def _no_sensor(cls, v):
+        return v or None
 
 
 class HouseholdStatusOut(BaseModel):

@@ -3,6 +3,8 @@ the session's InfluxDB and Mosquitto.
 
 Two communes: ``a`` (households h-a1 and h-a2) and ``b`` (h-b1), one meter and one open alert each.
 h-a1 has a resident and two caregivers, one of them granted its consumption history.
+Home alerts: h-a1 has an open one (``ha-a1``), an acknowledged one (``ha-a1r``) and a technical,
+staff-only one (``ha-a1t``); h-a2 and h-b1 one open each.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typer.testing import CliRunner
 from vigie.access import Access, NotFound
 from vigie.alerts.acklinks import AckLinks, UsedAckLink, secret_key_for
 from vigie.alerts.delivery import Deliverer
-from vigie.alerts.models import Alert, AlertStatus
+from vigie.alerts.escalation import Escalation
+from vigie.alerts.models import Alert, AlertStatus, HomeAlert
 from vigie.alerts.router import AlertRouter
 from vigie.api.app import create_app
 from vigie.audit import AuditEvent, read_events
@@ -30,7 +33,8 @@ from vigie.auth import ApiKey, Role, authenticate, create_key, revoke_key, rotat
 from vigie.config import Settings
 from vigie.context import AppContext
 from vigie.db import make_engine, make_sessionmaker
-from vigie.records import CheckResult, CheckStatus, LeakRule, MeterReading
+from vigie.records import (HOME_EVENT_SEVERITY, CheckResult, CheckStatus, HomeEvent, HomeEventKind, LeakRule,
+                           MeterReading)
 from vigie.registry import CaregiverLink, Household, RegistryError, load_registry_file
 from vigie.store import InfluxStore
 from vigie.store.water import write_readings
@@ -98,9 +102,29 @@ class World:
             for m in ("m-a1", "m-a2", "m-b1")])
         with self.ctx.sessions() as s:
             self.alerts = {a.meter_id: a.id for a in s.scalars(select(Alert))}
+        self.home_alerts = self._home_alerts()
         self.app = create_app(self.ctx)
         self.client = TestClient(self.app)
         self.links = AckLinks(secret_key_for(self.settings), self.settings)
+
+    def _home_alerts(self) -> dict[str, int]:
+        at = datetime(2026, 3, 16, 9, 0, tzinfo=timezone.utc)
+        made = {"ha-a1": ("h-a1", HomeEventKind.LONG_BATHROOM, None),
+                "ha-a1r": ("h-a1", HomeEventKind.WATER_LEAK, "s-w"),
+                "ha-a1t": ("h-a1", HomeEventKind.SENSOR_SILENT, "s-t"),
+                "ha-a2": ("h-a2", HomeEventKind.INACTIVITY, None),
+                "ha-b1": ("h-b1", HomeEventKind.NO_WAKEUP, None)}
+        events = {label: HomeEvent(home, kind, at, at, HOME_EVENT_SEVERITY[kind], last_activity=at,
+                                   last_room="kitchen", observed=1800.0, normal=600.0, threshold=1200.0, unit="s",
+                                   sensor_id=sensor)
+                  for label, (home, kind, sensor) in made.items()}
+        escalation = Escalation(self.ctx.sessions, self.settings)
+        escalation.apply_events(events.values(), ["h-a1", "h-a2", "h-b1"])
+        with self.ctx.sessions() as s:
+            ids = {(a.household_id, a.kind): a.id for a in s.scalars(select(HomeAlert))}
+        out = {label: ids[(home, str(kind))] for label, (home, kind, _) in made.items()}
+        escalation.acknowledge(out["ha-a1r"], "s-a", staff=True)
+        return out
 
     def headers(self, role: str) -> dict:
         return {} if role == "anon" else {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -169,6 +193,30 @@ TABLE = [
         grafana_a=(403, None), anon=(401, None), others=(404, None))),
     ("POST", "/alerts/{alert_id}/ack", "/alerts/{m-a1}/ack", _expect(
         grafana_a=(403, None), staff_b=(404, None), anon=(401, None), others=(200, None))),
+    # Home alerts: technical ones (ha-a1t) for staff and grafana only; residents and grafana never act.
+    ("GET", "/home-alerts", "/home-alerts", _expect(
+        staff_a=(200, ["ha-a1", "ha-a1r", "ha-a1t", "ha-a2"]), grafana_a=(200, ["ha-a1", "ha-a1r", "ha-a1t", "ha-a2"]),
+        staff_b=(200, ["ha-b1"]), resident_a1=(200, ["ha-a1", "ha-a1r"]), caregiver_granted=(200, ["ha-a1", "ha-a1r"]),
+        caregiver=(200, ["ha-a1", "ha-a1r"]), anon=(401, None))),
+    ("GET", "/home-alerts/{alert_id}", "/home-alerts/{ha-a1}", _expect(
+        staff_b=(404, None), anon=(401, None), others=(200, None))),
+    ("GET", "/home-alerts/{alert_id}", "/home-alerts/{ha-a1t}", _expect(
+        staff_a=(200, None), grafana_a=(200, None), anon=(401, None), others=(404, None))),
+    ("GET", "/home-alerts/{alert_id}", "/home-alerts/{ha-b1}", _expect(
+        staff_b=(200, None), anon=(401, None), others=(404, None))),
+    ("GET", "/home-alerts/{alert_id}", "/home-alerts/999999", _expect(anon=(401, None), others=(404, None))),
+    ("POST", "/home-alerts/{alert_id}/ack", "/home-alerts/{ha-a1}/ack", _expect(
+        staff_a=(200, None), caregiver_granted=(200, None), caregiver=(200, None), resident_a1=(403, None),
+        grafana_a=(403, None), staff_b=(404, None), anon=(401, None))),
+    ("POST", "/home-alerts/{alert_id}/ack", "/home-alerts/{ha-b1}/ack", _expect(
+        staff_b=(200, None), resident_a1=(403, None), grafana_a=(403, None), anon=(401, None), others=(404, None))),
+    ("POST", "/home-alerts/{alert_id}/ack", "/home-alerts/999999/ack", _expect(
+        resident_a1=(403, None), grafana_a=(403, None), anon=(401, None), others=(404, None))),
+    ("POST", "/home-alerts/{alert_id}/resolve", "/home-alerts/{ha-a1r}/resolve", _expect(
+        staff_a=(200, None), caregiver_granted=(200, None), caregiver=(200, None), resident_a1=(403, None),
+        grafana_a=(403, None), staff_b=(404, None), anon=(401, None))),
+    ("POST", "/home-alerts/{alert_id}/resolve", "/home-alerts/999999/resolve", _expect(
+        resident_a1=(403, None), grafana_a=(403, None), anon=(401, None), others=(404, None))),
     # Links carry their own credentials: a bearer key neither helps nor is needed.
     ("GET", "/ack/{token}", "/ack/not-a-token", _expect(others=(400, None))),
     ("POST", "/ack/{token}", "/ack/not-a-token", _expect(others=(400, None))),
@@ -176,6 +224,7 @@ TABLE = [
 
 
 def _concrete(world: World, path: str) -> str:
+    path = re.sub(r"\{(ha-[a-z0-9]+)\}", lambda m: str(world.home_alerts[m.group(1)]), path)
     return re.sub(r"\{(m-[a-z0-9]+)\}", lambda m: str(world.alerts[m.group(1)]), path)
 
 
@@ -191,7 +240,9 @@ def test_role_gets_exactly_what_it_may(world, method, template, path, expected, 
         assert set(r.json()) == {"detail"} and "m-" not in r.text and "h-" not in r.text
     if ids is not None:
         body = r.json()
-        got = [x["id"] if template == "/meters" else x["meter_id"] for x in body]
+        labels = {v: k for k, v in world.home_alerts.items()}
+        got = [x["id"] if template == "/meters" else labels[x["id"]] if template == "/home-alerts"
+               else x["meter_id"] for x in body]
         assert sorted(got) == sorted(ids)
 
 

@@ -7,6 +7,11 @@ Every endpoint reads through :class:`Access`, which builds its queries from two 
 - *history households* (consumption history allowed) — the same, except caregivers: only the
   households where staff granted it (``household_caregivers.history_granted``).
 
+Home (assisted-living) alerts are visible when their household is, except technical ones
+(``STAFF_ONLY_HOME_EVENTS``: a silent sensor) which residents and caregivers never see. Caregivers
+and staff acknowledge and close home alerts; residents only read their own home's (a resident
+pressing "all is well" must not stop the escalation a fall started); grafana only reads.
+
 Meters and alerts are visible when their household is (an alert keeps the household it was raised
 for, so a meter changing hands does not show new residents the old ones' alerts). Meters and alerts
 without a household belong to no commune and are visible to nobody through the API.
@@ -28,10 +33,12 @@ from dataclasses import dataclass
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from vigie.alerts.models import Alert, AlertStatus
+from vigie.alerts.escalation import Escalation
+from vigie.alerts.models import Alert, AlertStatus, HomeAlert
 from vigie.alerts.router import AlertRouter, list_alerts
 from vigie.audit import Actor, AuditAction, record, record_many
 from vigie.auth import Principal, Role
+from vigie.records import STAFF_ONLY_HOME_EVENTS
 from vigie.registry import CaregiverLink, Household, Meter, household_residents
 
 
@@ -169,5 +176,69 @@ class Access:
         alert = router.acknowledge(alert_id, self.principal.person_id)
         record(self._s, self._actor, AuditAction.ACKNOWLEDGE, household_id=alert.household_id,
                meter_id=alert.meter_id, alert_id=alert.id)
+        self._s.commit()
+        return alert
+
+    # --- home (assisted-living) alerts ------------------------------------------------------------
+    def _home_alerts_query(self) -> Select:
+        query = select(HomeAlert).where(HomeAlert.household_id.in_(visible_households(self.principal)))
+        if self.principal.role in (Role.RESIDENT, Role.CAREGIVER):
+            query = query.where(HomeAlert.kind.not_in([str(k) for k in STAFF_ONLY_HOME_EVENTS]))
+        return query
+
+    def _visible_home_alert(self, alert_id: int) -> HomeAlert:
+        alert = self._s.scalars(self._home_alerts_query().where(HomeAlert.id == alert_id)).one_or_none()
+        if alert is None:
+            raise NotFound("unknown home alert")
+        return alert
+
+    def home_alerts(self, status: str | None = None) -> list[HomeAlert]:
+        """Visible home alerts, newest first, optionally by status; audited per household.
+        Raises ``ValueError`` for an unknown status."""
+        query = self._home_alerts_query().order_by(HomeAlert.opened_at.desc(), HomeAlert.id.desc())
+        if status is not None:
+            query = query.where(HomeAlert.status == str(AlertStatus(status)))
+        alerts = list(self._s.scalars(query))
+        record_many(self._s, self._actor, AuditAction.LIST_HOME_ALERTS, (a.household_id for a in alerts))
+        self._s.commit()
+        return alerts
+
+    def home_alert(self, alert_id: int) -> HomeAlert:
+        """One visible home alert; audited. Raises :class:`NotFound`."""
+        alert = self._visible_home_alert(alert_id)
+        record(self._s, self._actor, AuditAction.READ_HOME_ALERT, household_id=alert.household_id,
+               alert_id=alert.id)
+        self._s.commit()
+        return alert
+
+    def _may_act_on_home_alert(self, alert_id: int) -> None:
+        if self.principal.role not in (Role.STAFF, Role.CAREGIVER) or not self.principal.person_id:
+            raise Forbidden("this key may not acknowledge or close home alerts")
+        self._visible_home_alert(alert_id)
+        self._s.rollback()   # end this read before the engine's own transaction locks the row
+
+    def acknowledge_home_alert(self, escalation: Escalation, alert_id: int) -> HomeAlert:
+        """Acknowledge a visible home alert as the principal's person (staff or caregiver); audited.
+
+        Raises :class:`Forbidden` (resident, grafana), :class:`NotFound`, and the engine's
+        :class:`~vigie.alerts.router.AlertResolvedError`.
+        """
+        self._may_act_on_home_alert(alert_id)
+        alert = escalation.acknowledge(alert_id, self.principal.person_id, staff=self.principal.role is Role.STAFF)
+        record(self._s, self._actor, AuditAction.ACKNOWLEDGE_HOME_ALERT, household_id=alert.household_id,
+               alert_id=alert.id)
+        self._s.commit()
+        return alert
+
+    def resolve_home_alert(self, escalation: Escalation, alert_id: int) -> HomeAlert:
+        """Close a visible, acknowledged home alert (staff or caregiver); audited.
+
+        Raises :class:`Forbidden`, :class:`NotFound`, and the engine's
+        :class:`~vigie.alerts.escalation.AlertNotAcknowledgedError`.
+        """
+        self._may_act_on_home_alert(alert_id)
+        alert = escalation.resolve(alert_id, self.principal.person_id)
+        record(self._s, self._actor, AuditAction.RESOLVE_HOME_ALERT, household_id=alert.household_id,
+               alert_id=alert.id)
         self._s.commit()
         return alert

@@ -7,7 +7,9 @@ meter and alert — never the personal details read (no names, addresses, readin
 Actions (:class:`AuditAction`): ``read_consumption`` (a meter's consumption history),
 ``read_alert`` (one alert's details), ``list_alerts`` (one event per household in a listing),
 ``read_status`` (a household's minimal status), ``acknowledge`` (an alert, through the API or a
-link in a message: ``via`` is ``api`` or ``link``).
+link in a message: ``via`` is ``api`` or ``link``). Home (assisted-living) alerts have actions of
+their own, so ``alert_id`` is never ambiguous: ``list_home_alerts``, ``read_home_alert``,
+``acknowledge_home_alert`` (``via`` api or link), ``resolve_home_alert``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class AuditAction(StrEnum):
     LIST_ALERTS = "list_alerts"
     READ_STATUS = "read_status"
     ACKNOWLEDGE = "acknowledge"
+    LIST_HOME_ALERTS = "list_home_alerts"
+    READ_HOME_ALERT = "read_home_alert"
+    ACKNOWLEDGE_HOME_ALERT = "acknowledge_home_alert"
+    RESOLVE_HOME_ALERT = "resolve_home_alert"
 
 
 class AuditEvent(Base):

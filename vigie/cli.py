@@ -180,6 +180,31 @@ def deliver() -> None:
     typer.echo(json.dumps(dataclasses.asdict(outcome)))
 
 
+@app.command()
+def escalate(
+    at: Annotated[str | None, typer.Option(help="Tick as of this ISO 8601 moment with offset (default: now)")] = None,
+) -> None:
+    """One home-alert escalation tick — the levels, repeats and reminders due — then delivery: what
+    `vigie serve` runs every minute. Prints the tick's counts as JSON."""
+    _setup_logging()
+    from vigie.alerts.delivery import Deliverer
+    from vigie.alerts.escalation import Escalation
+
+    now = None
+    if at is not None:
+        try:
+            now = datetime.fromisoformat(at)
+        except ValueError:
+            now = None
+        if now is None or now.tzinfo is None:
+            typer.echo(f"--at must be an ISO 8601 moment with an offset, got {at!r}", err=True)
+            raise typer.Exit(2)
+    ctx = _context(ensure_influx=False)
+    outcome = Escalation(ctx.sessions, ctx.settings).tick(now)
+    delivered = Deliverer(ctx.sessions, ctx.settings).deliver_due(now)
+    typer.echo(json.dumps({**dataclasses.asdict(outcome), "delivery": dataclasses.asdict(delivered)}))
+
+
 @app.command("dead-letters")
 def dead_letters(limit: Annotated[int, typer.Option(min=1, help="Newest N entries")] = 20) -> None:
     """Print the newest dead letters (messages the ingestor refused) as JSON lines."""

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     registry_file: Path | None = Field(None, description="YAML/CSV registry loaded at start")
     smtp_url: str | None = Field(None, description="Apprise e-mail base URL for residents' e-mail "
                                  "(e.g. mailtos://user:pass@smtp.example.org?from=vigie@commune.example)")
+    escalation_wait_min: float = Field(10.0, gt=0, description="Home alerts: wait before the next escalation "
+                                       "level (and between repeats of the last), min; a home may set its own")
+    escalation_reminder_min: float = Field(15.0, gt=0, description="Home alerts: remind everyone notified this "
+                                           "often until someone acknowledges, min; a home may set its own")
 
     # --- API ------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="API listen address")

@@ -18,7 +18,13 @@ YAML::
           - {id: p-0001, name: Marie Exemple, email: marie@example.org, language: fr,
              channels: ["ntfy://ntfy.example.org/topic"]}
         caregivers:                 # people who look after the household without living there
-          - {id: p-0100, name: Paul Exemple, email: paul@example.org, relation: son, level: 1}
+          - {id: p-0100, name: Paul Exemple, email: paul@example.org, relation: son, level: 1,
+             availability: "mon-fri 18:00-08:00; sat,sun 00:00-24:00", quiet_hours: "22:00-07:00",
+             notify: {high: [email, "ntfy://ntfy.example.org/p0100"], low: []}}
+        escalation: {wait_min: 10, reminder_min: 15}   # optional; default the settings
+    staff:                          # town-hall staff: the last escalation level of their commune's homes
+      - {id: s-0001, name: Agent Exemple, email: agent@mairie.example, commune: exemple,
+         duty: "mon-fri 08:00-18:00"}
 
 CSV (one row per meter × person; header required)::
 
@@ -27,6 +33,10 @@ CSV (one row per meter × person; header required)::
 ``channels`` holds extra Apprise URLs separated by spaces; ``role`` is ``resident`` (default) or
 ``caregiver``. Loading is an upsert: rows already present are updated, nothing is deleted; a
 caregiver's ``history_granted`` flag is set by staff (``vigie registry grant-history``), never by a load.
+Escalation of home alerts (:mod:`vigie.alerts.escalation`; YAML only): a person's ``availability``
+and a staff member's ``duty`` are weekly windows (:mod:`vigie.timewindows`) outside which they are
+not contacted, ``quiet_hours`` windows in which they get only high-severity alerts, ``notify`` their
+channels per severity (``email`` or an Apprise URL; an empty list: none of that severity).
 A meter's optional ``gateway`` (CSV column ``gateway``) names the box whose broker credential
 publishes it, ``topic_name`` (CSV ``topic_name``) the wmbusmeters name it is published under
 (``wmbusmeters/<name>``); see ``vigie broker credentials`` and docs/security.md.
@@ -39,12 +49,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, select
+from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Integer, String, Table, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from vigie.db import Base
+from vigie.timewindows import WindowError, normalise
 
 DEFAULT_COMMUNE = "default"
+#: Caregiver escalation levels run 1..MAX_CAREGIVER_LEVEL; staff on duty come after them.
+MAX_CAREGIVER_LEVEL = 999
+#: The escalation level number of a commune's staff on duty: after every caregiver level.
+STAFF_LEVEL = MAX_CAREGIVER_LEVEL + 1
+#: Severities a person's ``notify`` preferences may name (:class:`vigie.records.HomeEventSeverity`).
+SEVERITIES = ("high", "medium", "low")
+EMAIL_CHANNEL = "email"
 
 household_residents = Table(
     "household_residents", Base.metadata,
@@ -59,6 +77,9 @@ class Household(Base):
     address: Mapped[str | None] = mapped_column(String(300))
     # The commune whose staff see the household (API scoping); set at first load.
     commune: Mapped[str] = mapped_column(String(64), default=DEFAULT_COMMUNE, index=True)
+    # Home-alert escalation of this home (None: settings.escalation_wait_min / _reminder_min).
+    escalation_wait_min: Mapped[float | None] = mapped_column(Float)
+    reminder_interval_min: Mapped[float | None] = mapped_column(Float)
     caregiver_links: Mapped[list["CaregiverLink"]] = relationship(back_populates="household",
                                                                   cascade="all, delete-orphan")
     meters: Mapped[list["Meter"]] = relationship(back_populates="household")
@@ -73,6 +94,13 @@ class Person(Base):
     phone: Mapped[str | None] = mapped_column(String(40))
     language: Mapped[str] = mapped_column(String(5), default="fr")
     channels: Mapped[str] = mapped_column(String(2000), default="")  # Apprise URLs, space-separated
+    # Home-alert escalation preferences (vigie.timewindows texts; None: always / never).
+    availability: Mapped[str | None] = mapped_column(String(500))   # for staff: duty windows
+    quiet_hours: Mapped[str | None] = mapped_column(String(500))
+    # {severity: ["email" | Apprise URL, ...]}; a severity not named gets e-mail plus ``channels``.
+    notify: Mapped[dict | None] = mapped_column(JSON)
+    # Set for town-hall staff: the commune whose homes they cover as the last escalation level.
+    staff_commune: Mapped[str | None] = mapped_column(String(64), index=True)
     households: Mapped[list[Household]] = relationship(secondary=household_residents, back_populates="residents")
 
 
@@ -108,9 +136,10 @@ class CaregiverLink(Base):
 
 @dataclass
 class RegistryRow:
-    """One meter × person row of a registry file, after parsing (``role``: resident or caregiver)."""
+    """One meter × person row of a registry file, after parsing (``role``: resident, caregiver or
+    staff; a staff row has no ``household_id`` and names its ``commune``)."""
 
-    household_id: str
+    household_id: str | None
     meter_id: str | None = None
     driver: str | None = None
     address: str | None = None
@@ -126,6 +155,11 @@ class RegistryRow:
     level: int | None = None
     gateway: str | None = None
     topic_name: str | None = None
+    availability: str | None = None
+    quiet_hours: str | None = None
+    notify: dict[str, list[str]] | None = None
+    escalation_wait_min: float | None = None
+    reminder_interval_min: float | None = None
 
 
 ROLES = ("resident", "caregiver")
@@ -147,8 +181,10 @@ def _rows_from_yaml(path: Path) -> list[RegistryRow]:
         if not isinstance(hh, dict) or not hh.get("id"):
             raise RegistryError(f"{path}: households[{i}] needs an 'id'")
         hid = str(hh["id"])
+        wait, remind = _escalation(hh.get("escalation"), f"{path}: household {hid}")
         rows.append(RegistryRow(household_id=hid, address=hh.get("address"),
-                                commune=str(hh["commune"]) if hh.get("commune") else None))
+                                commune=str(hh["commune"]) if hh.get("commune") else None,
+                                escalation_wait_min=wait, reminder_interval_min=remind))
         for m in hh.get("meters") or []:
             m = m if isinstance(m, dict) else {"id": m}
             if not m.get("id"):
@@ -161,12 +197,61 @@ def _rows_from_yaml(path: Path) -> list[RegistryRow]:
             for p in hh.get(key) or []:
                 if not isinstance(p, dict) or not p.get("id"):
                     raise RegistryError(f"{path}: household {hid}: a {role} needs an 'id'")
+                where = f"{path}: household {hid}: {role} {p['id']}"
                 rows.append(RegistryRow(household_id=hid, person_id=str(p["id"]), name=p.get("name"),
                                         email=p.get("email"), phone=p.get("phone"), language=p.get("language"),
                                         channels=list(p.get("channels") or []), role=role,
                                         relation=p.get("relation"),
-                                        level=_level(p.get("level"), f"{path}: household {hid}")))
+                                        level=_level(p.get("level"), f"{path}: household {hid}"),
+                                        **_preferences(p, "availability", where)))
+    staff = data.get("staff") or []
+    if not isinstance(staff, list):
+        raise RegistryError(f"{path}: 'staff' must be a list")
+    for p in staff:
+        if not isinstance(p, dict) or not p.get("id"):
+            raise RegistryError(f"{path}: a staff member needs an 'id'")
+        rows.append(RegistryRow(household_id=None, person_id=str(p["id"]), name=p.get("name"),
+                                email=p.get("email"), phone=p.get("phone"), language=p.get("language"),
+                                channels=list(p.get("channels") or []), role="staff",
+                                commune=str(p["commune"]) if p.get("commune") else None,
+                                **_preferences(p, "duty", f"{path}: staff {p['id']}")))
     return rows
+
+
+def _preferences(entry: dict, availability_key: str, where: str) -> dict:
+    """A person's escalation preferences, checked: ``availability`` (or a staff member's ``duty``)
+    and ``quiet_hours`` as window texts, ``notify`` as {severity: [channels]}."""
+    out: dict = {}
+    try:
+        out["availability"] = normalise(entry.get(availability_key))
+        out["quiet_hours"] = normalise(entry.get("quiet_hours"))
+    except WindowError as exc:
+        raise RegistryError(f"{where}: {exc}") from None
+    notify = entry.get("notify")
+    if notify is not None:
+        if not isinstance(notify, dict) or not set(map(str, notify)) <= set(SEVERITIES):
+            raise RegistryError(f"{where}: notify must map severities {SEVERITIES} to lists of channels")
+        for severity, channels in notify.items():
+            if not isinstance(channels, list) or not all(
+                    isinstance(c, str) and (c == EMAIL_CHANNEL or "://" in c) for c in channels):
+                raise RegistryError(f"{where}: notify.{severity} must list '{EMAIL_CHANNEL}' or Apprise URLs")
+        out["notify"] = {str(k): list(v) for k, v in notify.items()}
+    return out
+
+
+def _escalation(value, where: str) -> tuple[float | None, float | None]:
+    """A household's ``escalation: {wait_min, reminder_min}``: positive minutes, each optional."""
+    if value is None:
+        return None, None
+    if not isinstance(value, dict) or not set(value) <= {"wait_min", "reminder_min"}:
+        raise RegistryError(f"{where}: escalation takes wait_min and reminder_min (minutes)")
+    out = []
+    for key in ("wait_min", "reminder_min"):
+        v = value.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise RegistryError(f"{where}: escalation.{key} must be a positive number of minutes, got {v!r}")
+        out.append(None if v is None else float(v))
+    return out[0], out[1]
 
 
 def _level(value, where: str) -> int | None:
@@ -177,8 +262,9 @@ def _level(value, where: str) -> int | None:
         level = int(value)
     except (TypeError, ValueError):
         level = 0
-    if level < 1 or str(level) != str(value).strip():
-        raise RegistryError(f"{where}: caregiver level must be a whole number from 1, got {value!r}")
+    if level < 1 or level > MAX_CAREGIVER_LEVEL or str(level) != str(value).strip():
+        raise RegistryError(f"{where}: caregiver level must be a whole number from 1 to {MAX_CAREGIVER_LEVEL}, "
+                            f"got {value!r}")
     return level
 
 
@@ -255,6 +341,13 @@ def upsert_rows(session: Session, rows: list[RegistryRow], default_commune: str 
     counts = {"households": 0, "meters": 0, "persons": 0}
     seen: set[tuple[str, str]] = set()
     for row in rows:
+        if row.role == "staff":
+            _upsert_person(session, row).staff_commune = row.commune or default_commune
+            if ("p", row.person_id) not in seen:
+                counts["persons"] += 1
+                seen.add(("p", row.person_id))
+            session.flush()
+            continue
         hh = session.get(Household, row.household_id)
         if hh is None:
             hh = Household(id=row.household_id, commune=row.commune or default_commune)
@@ -266,6 +359,10 @@ def upsert_rows(session: Session, rows: list[RegistryRow], default_commune: str 
             seen.add(("h", row.household_id))
         if row.address:
             hh.address = row.address
+        if row.escalation_wait_min is not None:
+            hh.escalation_wait_min = row.escalation_wait_min
+        if row.reminder_interval_min is not None:
+            hh.reminder_interval_min = row.reminder_interval_min
         if row.meter_id:
             m = session.get(Meter, row.meter_id) or Meter(id=row.meter_id)
             m.household = hh
@@ -280,15 +377,7 @@ def upsert_rows(session: Session, rows: list[RegistryRow], default_commune: str 
                 counts["meters"] += 1
                 seen.add(("m", row.meter_id))
         if row.person_id:
-            p = session.get(Person, row.person_id) or Person(id=row.person_id)
-            for attr in ("name", "email", "phone", "language"):
-                if getattr(row, attr):
-                    setattr(p, attr, getattr(row, attr))
-            if row.channels:
-                p.channels = " ".join(row.channels)
-            if p.language is None:
-                p.language = "fr"
-            session.add(p)
+            p = _upsert_person(session, row)
             if row.role == "caregiver":
                 _upsert_caregiver(session, hh, p, row)
             elif hh not in p.households:
@@ -299,6 +388,19 @@ def upsert_rows(session: Session, rows: list[RegistryRow], default_commune: str 
         session.flush()
     session.commit()
     return counts
+
+
+def _upsert_person(session: Session, row: RegistryRow) -> Person:
+    p = session.get(Person, row.person_id) or Person(id=row.person_id)
+    for attr in ("name", "email", "phone", "language", "availability", "quiet_hours", "notify"):
+        if getattr(row, attr):
+            setattr(p, attr, getattr(row, attr))
+    if row.channels:
+        p.channels = " ".join(row.channels)
+    if p.language is None:
+        p.language = "fr"
+    session.add(p)
+    return p
 
 
 def _upsert_caregiver(session: Session, hh: Household, person: Person, row: RegistryRow) -> None:
