@@ -177,3 +177,27 @@ def test_caregivers_keys_access_log_and_links(sm, store):
         assert authenticate(s, resident_key.token) is None
         from vigie.audit import AuditEvent
         assert s.query(AuditEvent).count() == 1  # accountability for past access stays, ids only
+
+
+def test_home_alerts_are_exported_and_erased_with_the_last_resident(sm, store):
+    from vigie.alerts.models import HomeAlert
+
+    with sm() as s:
+        for hh in ("h1", "h2"):
+            s.add(HomeAlert(household_id=hh, kind="inactivity", severity="high", sensor_id="",
+                            start=datetime(2026, 3, 1, 9, tzinfo=UTC), evidence={"last_room": "kitchen"}))
+        s.commit()
+        hh2_alert = s.query(HomeAlert).filter_by(household_id="h2").one().id
+        s.add(Notification(home_alert_id=hh2_alert, person_id="p3", reason="opened", status="sent", step="1"))
+        s.commit()
+    with sm() as s:
+        doc = export_person(s, store, "p3")
+    assert [(a["household_id"], a["kind"], a["evidence"]) for a in doc["home_alerts"]] == [
+        ("h2", "inactivity", {"last_room": "kitchen"})]
+    assert any(n["home_alert_id"] == hh2_alert for n in doc["notifications"])
+    with sm() as s:
+        report = erase_person(s, store, "p3")
+    assert report.home_alerts_erased == [hh2_alert]
+    with sm() as s:
+        assert [a.household_id for a in s.query(HomeAlert)] == ["h1"]
+        assert s.query(Notification).filter(Notification.home_alert_id.isnot(None)).count() == 0

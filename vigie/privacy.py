@@ -10,14 +10,15 @@ What belongs to a person:
   as a resident or as a caregiver (relation, escalation level, history grant);
 - their API keys (metadata only: secrets are never stored);
 - for a **resident**: their households' meters, those meters' readings and daily check results in
-  InfluxDB, and the alerts raised on them;
+  InfluxDB, the alerts raised on them, and the home's unusual-behaviour alerts (assisted living);
 - the notifications addressed to them and every delivery attempt, and the acknowledgements they
   made;
 - the audit log's entries about them (who read their data) and by them.
 
 Erasure removes the registry record and links, the notifications addressed to them, their API keys
 and the single-use records of the acknowledgement links they followed. When the person was the **last resident** of a household, that
-household's meter series (every measurement, every retention policy) and its alerts are erased too,
+household's meter series (every measurement, every retention policy), its water alerts and its
+home alerts (with their escalation steps and notifications) are erased too,
 unless ``keep_meter_data`` (e.g. an open dispute); the household and its meters stay in the registry
 as the commune's equipment, without people. Audit entries stay (they hold opaque ids only and
 account for past access); alerts of households with other residents stay, with opaque ids.
@@ -32,7 +33,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from vigie.alerts.acklinks import UsedAckLink
-from vigie.alerts.models import Alert, DeliveryAttempt, Notification
+from vigie.alerts.models import Alert, DeliveryAttempt, HomeAlert, Notification
 from vigie.audit import read_events
 from vigie.auth import ApiKey
 from vigie.registry import CaregiverLink, Household, Meter, Person
@@ -49,7 +50,15 @@ def _iso(value) -> str | None:
 
 def _person_record(p: Person) -> dict:
     return {"id": p.id, "name": p.name, "email": p.email, "phone": p.phone, "language": p.language,
-            "channels": p.channels.split() if p.channels else []}
+            "channels": p.channels.split() if p.channels else [], "availability": p.availability,
+            "quiet_hours": p.quiet_hours, "notify": p.notify, "staff_commune": p.staff_commune}
+
+
+def _home_alert_record(a: HomeAlert) -> dict:
+    return {"id": a.id, "household_id": a.household_id, "kind": a.kind, "severity": a.severity,
+            "sensor_id": a.sensor_id or None, "start": _iso(a.start), "evidence": a.evidence, "status": a.status,
+            "opened_at": _iso(a.opened_at), "acknowledged_at": _iso(a.acknowledged_at),
+            "acknowledged_by": a.acknowledged_by, "resolved_at": _iso(a.resolved_at)}
 
 
 def _alert_record(a: Alert) -> dict:
@@ -61,7 +70,8 @@ def _alert_record(a: Alert) -> dict:
 
 
 def _notification_record(n: Notification) -> dict:
-    return {"id": n.id, "alert_id": n.alert_id, "reason": n.reason, "status": n.status,
+    return {"id": n.id, "alert_id": n.alert_id, "home_alert_id": n.home_alert_id, "reason": n.reason,
+            "status": n.status,
             "created_at": _iso(n.created_at), "sent_at": _iso(n.sent_at),
             "attempts": [{"at": _iso(a.at), "channel": a.channel, "outcome": a.outcome}
                          for a in n.attempts_log]}
@@ -104,6 +114,7 @@ class PersonData:
     api_keys: list[ApiKey]
     meters: list[Meter]
     alerts: list[Alert]
+    home_alerts: list[HomeAlert]
     notifications: list[Notification]
     acknowledged: list[Alert]
     sole_resident_of: list[Household] = field(default_factory=list)
@@ -121,11 +132,15 @@ def collect(session: Session, person_id: str) -> PersonData:
     meter_ids = [m.id for m in meters]
     alerts = list(session.scalars(select(Alert).where(Alert.meter_id.in_(meter_ids)).order_by(Alert.id))) \
         if meter_ids else []
+    home_ids = [hh.id for hh in households]
+    home_alerts = list(session.scalars(select(HomeAlert).where(HomeAlert.household_id.in_(home_ids))
+                                       .order_by(HomeAlert.id))) if home_ids else []
     notifications = list(session.scalars(
         select(Notification).where(Notification.person_id == person_id).order_by(Notification.id)))
     acknowledged = list(session.scalars(select(Alert).where(Alert.acknowledged_by == person_id)))
     sole = [hh for hh in households if [p.id for p in hh.residents] == [person_id]]
-    return PersonData(person, households, caregiving, api_keys, meters, alerts, notifications, acknowledged, sole)
+    return PersonData(person, households, caregiving, api_keys, meters, alerts, home_alerts, notifications,
+                      acknowledged, sole)
 
 
 def export_person(session: Session, store: InfluxStore, person_id: str) -> dict:
@@ -133,7 +148,7 @@ def export_person(session: Session, store: InfluxStore, person_id: str) -> dict:
 
     Shape: ``{"exported_at", "person", "households": [{id, address, role, meters}], "caregiving":
     [{household_id, relation, level, history_granted}], "api_keys": [{key_id, role, created_at,
-    expires_at, revoked_at, last_used_at}], "alerts", "notifications", "acknowledged_alerts",
+    expires_at, revoked_at, last_used_at}], "alerts", "home_alerts", "notifications", "acknowledged_alerts",
     "access_log": [{at, role, person_id, action, via, household_id, meter_id, alert_id}], "series":
     {"policy.measurement": [points]}}``; times ISO 8601 UTC, indices m³, flows L/h, volumes L. The
     access log is who read their households' data and what they did themselves (art. 15(1)(c)).
@@ -151,6 +166,7 @@ def export_person(session: Session, store: InfluxStore, person_id: str) -> dict:
                       "expires_at": _iso(k.expires_at), "revoked_at": _iso(k.revoked_at),
                       "last_used_at": _iso(k.last_used_at)} for k in data.api_keys],
         "alerts": [_alert_record(a) for a in data.alerts],
+        "home_alerts": [_home_alert_record(a) for a in data.home_alerts],
         "notifications": [_notification_record(n) for n in data.notifications],
         "acknowledged_alerts": [a.id for a in data.acknowledged],
         "access_log": [{"at": _iso(e.at), "role": e.role, "person_id": e.person_id, "action": e.action,
@@ -173,6 +189,7 @@ class ErasureReport:
     notifications: int
     meters_series_erased: list[str]
     alerts_erased: list[int]
+    home_alerts_erased: list[int]
 
 
 def erase_person(session: Session, store: InfluxStore, person_id: str, *, keep_meter_data: bool = False,
@@ -186,9 +203,11 @@ def erase_person(session: Session, store: InfluxStore, person_id: str, *, keep_m
     data = collect(session, person_id)
     series_meters = [] if keep_meter_data else [m.id for hh in data.sole_resident_of for m in hh.meters]
     alerts = [] if keep_meter_data else [a.id for a in data.alerts if a.meter_id in set(series_meters)]
+    sole_homes = {hh.id for hh in data.sole_resident_of}
+    home_alerts = [] if keep_meter_data else [a.id for a in data.home_alerts if a.household_id in sole_homes]
     report = ErasureReport(person_id, dry_run, [hh.id for hh in data.households],
                            [c.household_id for c in data.caregiving], [k.key_id for k in data.api_keys],
-                           len(data.notifications), series_meters, alerts)
+                           len(data.notifications), series_meters, alerts, home_alerts)
     if dry_run:
         return report
     for meter_id in series_meters:
@@ -197,11 +216,17 @@ def erase_person(session: Session, store: InfluxStore, person_id: str, *, keep_m
     notification_ids = [n.id for n in data.notifications]
     if alerts:
         notification_ids += list(session.scalars(select(Notification.id).where(Notification.alert_id.in_(alerts))))
+    if home_alerts:
+        notification_ids += list(session.scalars(select(Notification.id)
+                                                 .where(Notification.home_alert_id.in_(home_alerts))))
     if notification_ids:
         session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.notification_id.in_(notification_ids)))
         session.execute(delete(Notification).where(Notification.id.in_(notification_ids)))
     if alerts:
         session.execute(delete(Alert).where(Alert.id.in_(alerts)))
+    for home_alert in data.home_alerts:
+        if home_alert.id in home_alerts:
+            session.delete(home_alert)  # its escalation steps go with it (ORM cascade)
     session.execute(delete(CaregiverLink).where(CaregiverLink.person_id == person_id))
     session.execute(delete(ApiKey).where(ApiKey.person_id == person_id))
     session.execute(delete(UsedAckLink).where(UsedAckLink.person_id == person_id))
