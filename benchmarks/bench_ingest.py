@@ -1,6 +1,6 @@
 """Ingest throughput: the broker alone, InfluxDB alone, then the ingestor end to end, in one run.
 
-    python benchmarks/bench_ingest.py [--messages 100000] [--repeat 3]
+    python benchmarks/bench_ingest.py [--messages 100000] [--repeat 3] [--workers 1,2]
 
 The same ``--messages`` wmbusmeters readings (``vigie.simulators.water.simulate``, encoded as
 ``vigie.simulators.publish.wmbus_payload``, the first N in publish order) go through three paths:
@@ -15,6 +15,8 @@ The same ``--messages`` wmbusmeters readings (``vigie.simulators.water.simulate`
    fleet's meters, default batch settings) while the same publisher sends the same messages —
    readings/s from the first publish until the count query returns N (asked once the ingestor
    reports N written, and every second meanwhile, so polling does not load influxd).
+   With ``--workers 1,2`` each repetition also runs e2e with ``ingest_workers`` = 2 (worker
+   processes on an MQTT 5 shared subscription, ``vigie.ingest.workers``), reported as ``e2e×2``.
 
 The publisher runs in its own process (spawned once, messages pre-encoded, used by runs 1 and
 3), so it never shares the GIL with the subscriber or the ingestor. Runs are interleaved (broker, influx,
@@ -23,7 +25,7 @@ database. Figures are medians of ``--repeat`` runs; the verdict is the ratio
 e2e / min(broker, influx) measured in this run, target ≥ 0.8.
 
 CPU: per run, core-seconds per wall second used by this process (the bare subscriber, the
-InfluxDB client or the ingestor), the publisher process, mosquitto, influxd, and everything else
+InfluxDB client or the ingestor, with its worker processes), the publisher process, mosquitto, influxd, and everything else
 on the machine ("other", from /proc/stat), plus this process's CPU µs per message. On a shared
 machine a run during which other processes used more than ``--max-other`` cores is disturbed:
 it is re-run up to ``--retries`` times and the least disturbed try is kept (flagged ``*`` if
@@ -184,8 +186,22 @@ def _machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def _workers_cpu(exclude: set[int]) -> float:
+    """CPU of this process's live children other than ``exclude`` (the ingest worker processes)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and int(stat.parent.name) not in exclude:
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
 class CpuMeter:
-    """Core-seconds used over a run by this process, mosquitto, influxd and the whole machine."""
+    """Core-seconds used over a run by this process (with its ingest worker processes), mosquitto,
+    influxd and the whole machine."""
 
     def __init__(self, broker_pid: int, influx_pid: int, publisher_pid: int) -> None:
         self.pids = {"mosquitto": broker_pid, "influxd": influx_pid, "publisher": publisher_pid}
@@ -193,7 +209,7 @@ class CpuMeter:
     def snapshot(self) -> dict[str, float]:
         t = os.times()
         snap = {name: _proc_cpu(pid) for name, pid in self.pids.items()}
-        snap["self"] = t.user + t.system
+        snap["self"] = t.user + t.system + _workers_cpu(set(self.pids.values()))
         snap["machine"] = _machine_busy()
         snap["wall"] = time.monotonic()
         return snap
@@ -242,7 +258,8 @@ class Bench:
         from vigie.db import make_engine, make_sessionmaker
         from vigie.registry import RegistryRow, upsert_rows
 
-        sessions = make_sessionmaker(make_engine(f"sqlite:///{self.workdir / 'registry.db'}"))
+        self.registry_url = f"sqlite:///{self.workdir / 'registry.db'}"
+        sessions = make_sessionmaker(make_engine(self.registry_url))
         meters = sorted({m for m, _ in self.messages})
         with sessions() as s:
             upsert_rows(s, [RegistryRow(household_id=f"h-{m}", meter_id=m) for m in meters])
@@ -315,7 +332,7 @@ class Bench:
             store.execute(f'DROP DATABASE "bench_{tag}"')
             store.close()
 
-    def e2e_run(self, tag: str) -> Run:
+    def e2e_run(self, tag: str, workers: int = 1) -> Run:
         from vigie.config import Settings
         from vigie.ingest.service import Ingestor
 
@@ -324,7 +341,8 @@ class Bench:
         settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{self.broker.port}", mqtt_client_id=f"bench-ingest-{tag}",
                             mqtt_session_expiry_s=600, water_topics=[f"{prefix}/#=wmbusmeters"],
                             influx_url=self.influx_url, influx_database=store.database,
-                            influx_retention_policy="vigie_raw", data_dir=self.workdir / f"ingest-{tag}")
+                            influx_retention_policy="vigie_raw", data_dir=self.workdir / f"ingest-{tag}",
+                            database_url=self.registry_url, ingest_workers=workers)
         ing = Ingestor(settings, store, self.sessions)
         try:
             ing.start()
@@ -358,7 +376,7 @@ class Bench:
             store.close()
         if stats.dead_letters_total or stats.stored != self.n:
             raise RuntimeError(f"e2e run lost or refused readings: {stats}")
-        return Run("e2e", self.n, t1 - t0, t_acked - t0, self.cpu.usage(before, after),
+        return Run(e2e_kind(workers), self.n, t1 - t0, t_acked - t0, self.cpu.usage(before, after),
                    (t_received or t1) - t0)
 
 
@@ -387,12 +405,19 @@ def machine_notes() -> list[str]:
             f"paho-mqtt {paho.mqtt.__version__}"]
 
 
-def report(runs: list[Run], n: int, max_other: float) -> float:
-    by = {k: [r for r in runs if r.kind == k] for k in ("broker", "influx", "e2e")}
+def e2e_kind(workers: int) -> str:
+    return "e2e" if workers == 1 else f"e2e×{workers}"
+
+
+def report(runs: list[Run], n: int, max_other: float) -> dict[str, float]:
+    """Print the table and verdicts; returns e2e / min(broker, influx) by e2e kind."""
+    kinds = list(dict.fromkeys(r.kind for r in runs))
+    by = {k: [r for r in runs if r.kind == k] for k in kinds}
     med = {k: statistics.median(r.rate for r in rs) for k, rs in by.items()}
     what = {"broker": "raw broker: paho QoS 1 publish → bare paho subscriber (msg/s)",
             "influx": "raw InfluxDB: line protocol, 5000/POST → queryable (points/s)",
             "e2e": "end to end: publish → Ingestor → queryable (readings/s)"}
+    what.update({k: f"end to end, {k[4:]} ingest worker processes (readings/s)" for k in kinds if k.startswith("e2e×")})
     print(f"\n| measurement ({n:,} messages) | median /s | runs /s | publisher acked /s | CPU µs/msg: self "
           "| CPU cores: self / publisher / mosquitto / influxd / other |")
     print("|---|---:|---|---:|---:|---|")
@@ -403,13 +428,15 @@ def report(runs: list[Run], n: int, max_other: float) -> float:
         each = ", ".join(f"{r.rate:,.0f}" + ("*" if r.disturbed(max_other) else "") for r in rs)
         print(f"| {what[k]} | {med[k]:,.0f} | {each} | {pub} | {m.cpu_us('self'):.1f} | {cpu} |")
     floor = min(med["broker"], med["influx"])
-    ratio = med["e2e"] / floor
-    print(f"\ne2e / min(broker, influx) = {med['e2e']:,.0f} / {floor:,.0f} = {ratio:.2f} "
-          f"(target ≥ {TARGET}: {'met' if ratio >= TARGET else 'NOT met'})")
+    ratios = {k: med[k] / floor for k in kinds if k.startswith("e2e")}
+    print()
+    for k, ratio in ratios.items():
+        print(f"{k} / min(broker, influx) = {med[k]:,.0f} / {floor:,.0f} = {ratio:.2f} "
+              f"(target ≥ {TARGET}: {'met' if ratio >= TARGET else 'NOT met'})")
     if any(r.disturbed(max_other) for r in runs):
         print(f"* disturbed: other processes used more than {max_other} cores during the run (after retries); "
               "rerun on a quieter machine")
-    return ratio
+    return ratios
 
 
 def main() -> None:
@@ -417,10 +444,14 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", default="1",
+                    help="comma-separated ingest worker counts (VIGIE_INGEST_WORKERS), one e2e run each per "
+                         "repetition, e.g. 1,2")
     ap.add_argument("--max-other", type=float, default=0.25,
                     help="a run during which other processes used more cores than this is disturbed")
     ap.add_argument("--retries", type=int, default=1, help="re-runs of a disturbed run (the least disturbed is kept)")
     args = ap.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, str(ROOT / "tests"))
     import services
@@ -440,12 +471,14 @@ def main() -> None:
         services.wait_influx_ready(influx)
         publisher = Publisher(messages, workdir)
         bench = Bench(messages, lines, broker, influx, publisher, workdir)
+        plan = [("broker", bench.broker_run), ("influx", bench.influx_run)]
+        plan += [(e2e_kind(w), lambda tag, w=w: bench.e2e_run(tag, w)) for w in workers]
         runs: list[Run] = []
         for i in range(args.repeat):
-            for kind in ("broker", "influx", "e2e"):
+            for kind, measure in plan:
                 tries = []
                 for attempt in range(1 + args.retries):
-                    run = getattr(bench, f"{kind}_run")(f"{kind}_{i}_{attempt}")
+                    run = measure(f"{kind.replace('×', 'x')}_{i}_{attempt}")
                     print(f"  run {i + 1}/{args.repeat} {kind:<6} {run.seconds:6.2f} s  {run.rate:9,.0f} /s  "
                           + (f"(all received at {run.received_s:.2f} s)  " if run.received_s else "")
                           + f"CPU cores: self {run.cpu['self']:.2f}, other processes {run.cpu['other']:.2f}"

@@ -12,7 +12,7 @@ File: ``<data_dir>/dead-letters.jsonl``, JSON Lines (one object per line, UTF-8,
   ``bad_index``, ``future_time``, ``unknown_meter``, ``store_rejected``…, see
   ``ingest/README.md``), for counting and filtering (``jq 'select(.reason|startswith("bad_index"))'``).
 - Readings InfluxDB refused (``store_rejected``) have ``topic`` ``""``, the reading's decoder and
-  the reading as :meth:`MeterReading.to_json` for payload.
+  the refused point, the line-protocol line that was posted, for payload.
 
 Appends are flushed and fsync'd before :meth:`DeadLetterStore.append` returns: the ingestor
 acknowledges an MQTT message only after its dead letter is on disk.
@@ -138,6 +138,16 @@ def read_dead_letters(path: Path, limit: int | None = None) -> list[StoredDeadLe
             except (ValueError, KeyError, TypeError):
                 continue
     return list(out)
+
+
+def read_data_dir_dead_letters(data_dir: Path, limit: int | None = None) -> list[StoredDeadLetter]:
+    """The dead letters of an ingestor's ``data_dir`` — its own file and those of its worker
+    processes (``worker-<i>/``, see :mod:`vigie.ingest.workers`) — oldest first by
+    ``received_at``; with ``limit``, only the newest ``limit``."""
+    data_dir = Path(data_dir)
+    paths = [data_dir / FILE_NAME, *sorted(data_dir.glob(f"worker-*/{FILE_NAME}"))]
+    letters = sorted((dl for p in paths for dl in read_dead_letters(p, limit)), key=lambda dl: dl.received_at)
+    return letters[-limit:] if limit else letters
 
 
 def _line(dl: DeadLetter) -> str:

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from paho.mqtt.client import topic_matches_sub
@@ -32,7 +33,7 @@ from vigie.ingest.directory import MeterDirectory
 from vigie.ingest.identity import TopicIdentityCheck
 from vigie.ingest.mqtt import DurableSubscriber, InboundMessage
 from vigie.ingest.spool import FILE_NAME as SPOOL_FILE
-from vigie.ingest.spool import Spool
+from vigie.ingest.spool import Spool, SpooledPoint
 from vigie.ingest.writer import SpoolWriter
 from vigie.records import MeterReading
 from vigie.store.influx import InfluxStore
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 MAX_GROUP = 5000           # messages per group commit at most
 COMMIT_RETRY_MAX_S = 30.0  # back-off cap when the disk refuses a commit
+# A group gathers this long after its first message: fewer, larger commits (each costs an fsync,
+# a transaction and thread wake-ups) for 20 ms more before the acknowledgements.
+COMMIT_LINGER_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +82,16 @@ class IngestStats:
         return d
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Outcome:
-    """What became of one message, waiting for the group commit."""
+    """What became of one message, waiting for the group commit. ``points``: its readings as the
+    spool keeps them, filled by :meth:`Ingestor._to_points` (each reading is serialized once)."""
 
     message: InboundMessage
     readings: list[MeterReading]
     dead_letter: StoredDeadLetter | None = None
     ignored: bool = False
+    points: Sequence[SpooledPoint] = ()
 
 
 _STOP = object()
@@ -117,7 +123,9 @@ class Ingestor:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # in C: a put costs ~0.1 µs, not ~2
         self._lock = threading.Lock()
         self._received = self._ignored = self._stored = self._commits = self._max_group = 0
-        self._in_flight = 0          # messages handed to the commit thread, not yet committed
+        # Messages handed to the commit thread, and committed: each written by one thread only
+        # (network, commit), so the per-message path takes no lock; in flight = the difference.
+        self._handed = self._committed = 0
         self._last_message = 0.0     # monotonic time of the last message
         self._closing = False
         self._kinds_logged: set[str] = set()
@@ -127,6 +135,12 @@ class Ingestor:
         self._writer: SpoolWriter | None = None
         self._mqtt: DurableSubscriber | None = None
         self._committer: threading.Thread | None = None
+        # ingest_workers > 1: this object only drives worker processes (vigie.ingest.workers).
+        self._pool = None
+        if settings.ingest_workers > 1:
+            from vigie.ingest.workers import WorkerPool
+
+            self._pool = WorkerPool(settings, accept_unknown=accept_unknown, max_backoff_s=max_backoff_s)
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,6 +149,9 @@ class Ingestor:
         if self._started:
             raise RuntimeError("Ingestor already started")
         self._started = True
+        if self._pool is not None:
+            self._pool.start()
+            return
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(data_dir / SPOOL_FILE)
@@ -158,6 +175,11 @@ class Ingestor:
         """Graceful stop: commit and acknowledge what was received, disconnect (the broker keeps
         the session and queues for the next start), write the spool to InfluxDB for at most
         ``flush_timeout_s`` (what is left stays in the spool), close the files."""
+        if self._pool is not None:
+            if self._started:
+                self._started = False
+                self._pool.stop(flush_timeout_s)
+            return
         if not self._started or self._committer is None:
             return
         self._closing = True  # messages still arriving are not acknowledged: the broker re-sends them
@@ -173,9 +195,13 @@ class Ingestor:
 
     @property
     def connected(self) -> bool:
+        if self._pool is not None:
+            return self._started and self._pool.connected
         return self._mqtt is not None and self._mqtt.connected
 
     def stats(self) -> IngestStats:
+        if self._pool is not None:
+            return self._pool.stats() if self._started else IngestStats()
         with self._lock:
             return IngestStats(
                 received=self._received, ignored=self._ignored, stored=self._stored,
@@ -188,6 +214,8 @@ class Ingestor:
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Wait until the broker has acknowledged the subscriptions; False on timeout."""
+        if self._pool is not None:
+            return self._started and self._pool.wait_subscribed(timeout)
         return self._mqtt is not None and self._mqtt.subscribed.wait(timeout)
 
     def wait_idle(self, timeout: float, quiet_s: float = 1.0) -> bool:
@@ -198,6 +226,8 @@ class Ingestor:
         "Quiet" cannot see messages the broker has not sent yet: a backlog queued for the durable
         session arrives right after connecting, but to wait for messages still being published,
         compare :meth:`stats` counters instead."""
+        if self._pool is not None:
+            return self._started and self._pool.wait_idle(timeout, quiet_s)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._idle(quiet_s):
@@ -210,18 +240,29 @@ class Ingestor:
             return False
         with self._lock:
             last = max(self._last_message, self._mqtt.subscribed_at)
-            quiet = time.monotonic() - last >= quiet_s and self._in_flight == 0
+            quiet = time.monotonic() - last >= quiet_s and self._handed == self._committed
         return quiet and self.spool.pending() == 0
 
     # -- network thread ------------------------------------------------------------------------
     def _on_message(self, msg: InboundMessage) -> None:
-        with self._lock:
-            self._received += 1
-            self._last_message = time.monotonic()
-            if self._closing:
-                return
-            self._in_flight += 1
-        self._queue.put(self._decode(msg))
+        self._received += 1
+        self._last_message = time.monotonic()
+        if self._closing:
+            return
+        self._handed += 1
+        self._queue.put(self._to_points(self._decode(msg)))
+
+    def _to_points(self, out: _Outcome) -> _Outcome:
+        """``out`` with its readings serialized for the spool; a reading that cannot be written as
+        line protocol (a decoder bug: a field of the wrong type) dead-letters its message."""
+        if out.readings:
+            try:
+                out.points = [SpooledPoint.of(r) for r in out.readings]
+            except (TypeError, ValueError) as exc:
+                log.exception("decoder %s produced a reading that cannot be written", out.readings[0].source)
+                return self._refuse(out.message, out.readings[0].source or None,
+                                    f"decoder_error: reading cannot be written as line protocol: {exc}")
+        return out
 
     def _match_decoder(self, topic: str) -> Decoder | None:
         for topic_filter, decoder in self._routes:
@@ -272,6 +313,8 @@ class Ingestor:
             first = self._queue.get()
             if first is _STOP:
                 return
+            # Sleeping, not waiting on the queue: the network thread enqueues without waking us.
+            time.sleep(COMMIT_LINGER_S)
             group, stop_after = [first], False
             while len(group) < MAX_GROUP:
                 try:
@@ -285,23 +328,22 @@ class Ingestor:
             if self._commit(group):
                 acked = self._mqtt.ack(o.message for o in group)
                 log.debug("committed %d message(s), %d acknowledged", len(group), acked)
-                self._writer.notify()
-            with self._lock:
-                self._in_flight -= len(group)
+                self._writer.notify(sum(len(o.points) for o in group))
+            self._committed += len(group)
             if stop_after:
                 return
 
     def _commit(self, group: list[_Outcome]) -> bool:
         """Spool the group's readings and file its dead letters (each fsync'd once). Retries a
         failing disk with back-off; False when stopping before it succeeded (nothing acknowledged)."""
-        readings = [r for o in group for r in o.readings]
+        points = [p for o in group for p in o.points]
         letters = [o.dead_letter for o in group if o.dead_letter is not None]
         spooled = filed = False
         backoff = 0.5
         while True:
             try:
                 if not spooled:
-                    self.spool.append(readings)
+                    self.spool.append(points)
                     spooled = True
                 if not filed:
                     self.dead_letters.append(letters)
@@ -314,7 +356,7 @@ class Ingestor:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, COMMIT_RETRY_MAX_S)
         with self._lock:
-            self._stored += len(readings)
+            self._stored += len(points)
             self._ignored += sum(o.ignored for o in group)
             self._commits += 1
             self._max_group = max(self._max_group, len(group))

@@ -1,13 +1,19 @@
-"""The spool: a durable first-in-first-out disk buffer of readings between MQTT and InfluxDB.
+"""The spool: a durable first-in-first-out disk buffer of points between MQTT and InfluxDB.
 
 A reading is "durably stored" once :meth:`Spool.append` has returned: SQLite in WAL mode with
 ``synchronous=FULL`` fsyncs the write-ahead log at every commit, so the reading survives a
 process crash or a power cut. Only then does the ingestor acknowledge the MQTT message; the
-writer removes readings only after InfluxDB has accepted them.
+writer removes points only after InfluxDB has accepted them.
 
-File: ``<data_dir>/spool.sqlite``, table ``spool(seq INTEGER PRIMARY KEY AUTOINCREMENT,
-reading TEXT)`` with ``reading`` = :meth:`MeterReading.to_json`. ``seq`` grows with arrival order
-and is never reused (AUTOINCREMENT), so ``remove_through(seq)`` cannot hit a later arrival.
+The spool keeps each reading as the line-protocol line that will be written
+(:func:`vigie.store.water.reading_line`, precision s), so a reading is serialized once, on
+arrival, and the writer posts the stored lines as they are.
+
+File: ``<data_dir>/spool.sqlite``, table ``points(seq INTEGER PRIMARY KEY AUTOINCREMENT,
+line TEXT, meter_id TEXT, source TEXT)``. ``seq`` grows with arrival order and is never reused
+(AUTOINCREMENT), so ``remove_through(seq)`` cannot hit a later arrival. A spool left by an earlier
+version (table ``spool``, one :meth:`MeterReading.to_json` per row) is converted, in order, when
+opened.
 """
 
 from __future__ import annotations
@@ -17,15 +23,32 @@ import threading
 from collections import deque
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 from vigie.records import MeterReading
+from vigie.store.water import reading_line
 
 FILE_NAME = "spool.sqlite"
-CACHE_MAX = 200_000  # readings kept in memory for the writer, at most
+CACHE_MAX = 200_000  # points kept in memory for the writer, at most
+
+
+class SpooledPoint(NamedTuple):
+    """One reading as the spool keeps it: ``line`` (its ``water_reading`` line-protocol line,
+    precision s), ``meter_id`` and ``source`` (the decoder's name, ``""`` if unknown) for the
+    dead letter and the log when InfluxDB refuses it."""
+
+    line: str
+    meter_id: str
+    source: str
+
+    @classmethod
+    def of(cls, r: MeterReading) -> "SpooledPoint":
+        """Raises :class:`TypeError`/:class:`ValueError` as :func:`reading_line` does."""
+        return cls(reading_line(r), r.meter_id, r.source)
 
 
 class Spool:
-    """FIFO of :class:`MeterReading` in a SQLite file. Thread-safe: each thread gets its own
+    """FIFO of :class:`SpooledPoint` in a SQLite file. Thread-safe: each thread gets its own
     connection (WAL lets the writer read while the ingestor appends)."""
 
     def __init__(self, path: Path) -> None:
@@ -36,13 +59,14 @@ class Spool:
         self._lock = threading.Lock()
         self._closed = False
         db = self._db()
-        db.execute("CREATE TABLE IF NOT EXISTS spool ("
-                   "seq INTEGER PRIMARY KEY AUTOINCREMENT, reading TEXT NOT NULL)")
-        self._pending = db.execute("SELECT count(*) FROM spool").fetchone()[0]
-        # The readings appended by this process, oldest first, kept in memory so that peek() need
-        # not read back and re-parse what was just written; used only while the spool holds
-        # nothing else (rows of an earlier run, or more than CACHE_MAX during an outage).
-        self._cache: deque[tuple[int, MeterReading]] = deque()
+        db.execute("CREATE TABLE IF NOT EXISTS points (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                   "line TEXT NOT NULL, meter_id TEXT NOT NULL, source TEXT NOT NULL)")
+        _convert_legacy(db)
+        self._pending = db.execute("SELECT count(*) FROM points").fetchone()[0]
+        # The points appended by this process, oldest first, kept in memory so that peek() need
+        # not read back what was just written; used only while the spool holds nothing else
+        # (rows of an earlier run, or more than CACHE_MAX during an outage).
+        self._cache: deque[tuple[int, SpooledPoint]] = deque()
         self._cache_ok = self._pending == 0
 
     def _db(self) -> sqlite3.Connection:
@@ -58,44 +82,43 @@ class Spool:
             self._local.db = db
         return db
 
-    def append(self, readings: list[MeterReading]) -> None:
-        """Add ``readings`` in order, in one transaction (one fsync for the whole group)."""
-        if not readings:
+    def append(self, points: list[SpooledPoint]) -> None:
+        """Add ``points`` in order, in one transaction (one fsync for the whole group)."""
+        if not points:
             return
         db = self._db()
-        rows = [(r.to_json(),) for r in readings]
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO spool (reading) VALUES (?)", rows)
+            db.executemany("INSERT INTO points (line, meter_id, source) VALUES (?, ?, ?)", points)
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         with self._lock:
-            self._pending += len(rows)
+            self._pending += len(points)
             if self._cache_ok:
-                if len(self._cache) + len(readings) > CACHE_MAX:
+                if len(self._cache) + len(points) > CACHE_MAX:
                     self._cache_ok = False
                     self._cache.clear()
                 else:
                     # One appending thread and BEGIN IMMEDIATE: the group's seqs are consecutive.
-                    self._cache.extend(zip(range(last - len(readings) + 1, last + 1), readings))
+                    self._cache.extend(zip(range(last - len(points) + 1, last + 1), points))
 
-    def peek(self, n: int) -> list[tuple[int, MeterReading]]:
-        """The oldest ``n`` readings with their sequence numbers, oldest first; not removed."""
+    def peek(self, n: int) -> list[tuple[int, SpooledPoint]]:
+        """The oldest ``n`` points with their sequence numbers, oldest first; not removed."""
         with self._lock:
             if self._cache_ok:
                 return list(islice(self._cache, n))
-        cur = self._db().execute("SELECT seq, reading FROM spool ORDER BY seq LIMIT ?", (n,))
-        return [(seq, MeterReading.from_json(text)) for seq, text in cur]
+        cur = self._db().execute("SELECT seq, line, meter_id, source FROM points ORDER BY seq LIMIT ?", (n,))
+        return [(seq, SpooledPoint(line, meter_id, source)) for seq, line, meter_id, source in cur]
 
     def remove_through(self, seq: int) -> int:
-        """Remove every reading with sequence number ≤ ``seq``; returns how many."""
+        """Remove every point with sequence number ≤ ``seq``; returns how many."""
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            removed = db.execute("DELETE FROM spool WHERE seq <= ?", (seq,)).rowcount
+            removed = db.execute("DELETE FROM points WHERE seq <= ?", (seq,)).rowcount
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -109,7 +132,7 @@ class Spool:
         return removed
 
     def pending(self) -> int:
-        """How many readings wait in the spool."""
+        """How many points wait in the spool."""
         with self._lock:
             return self._pending
 
@@ -119,3 +142,20 @@ class Spool:
             conns, self._conns = self._conns, []
         for db in conns:
             db.close()
+
+
+def _convert_legacy(db: sqlite3.Connection) -> None:
+    """Move the readings of an earlier version's ``spool`` table (JSON rows) into ``points``, in
+    their order, and drop that table, in one transaction."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spool'").fetchone():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = db.execute("SELECT reading FROM spool ORDER BY seq").fetchall()
+        db.executemany("INSERT INTO points (line, meter_id, source) VALUES (?, ?, ?)",
+                       (SpooledPoint.of(MeterReading.from_json(text)) for text, in rows))
+        db.execute("DROP TABLE spool")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -1,4 +1,5 @@
-"""The spool writer: a thread that drains the spool to InfluxDB, oldest reading first.
+"""The spool writer: a thread that drains the spool to InfluxDB, oldest reading first, posting the
+line-protocol lines the spool keeps as they are.
 
 Batching (as Telegraf's ``metric_batch_size``/``flush_interval``): a write goes out as soon as
 ``batch_size`` readings wait, or ``interval_s`` after readings started waiting.
@@ -10,7 +11,8 @@ Failures (:mod:`vigie.store.influx` errors):
   the outage starts, one line when it ends.
 - :class:`StoreRejected` for points (400 bad point or field type conflict, 413 too large, 422
   outside retention): the batch is bisected until the refused readings are isolated; the others
-  are written and the refused ones go to the dead-letter store with InfluxDB's message.
+  are written and the refused ones go to the dead-letter store (their line as payload) with
+  InfluxDB's message.
 - :class:`StoreRejected` not about points (401/403 credentials, 404 database missing): a
   configuration fault, retried with back-off like an outage, logged as an error.
 
@@ -27,10 +29,8 @@ import time
 from datetime import datetime, timezone
 
 from vigie.ingest.deadletter import DeadLetterStore, StoredDeadLetter
-from vigie.ingest.spool import Spool
-from vigie.records import MeterReading
+from vigie.ingest.spool import Spool, SpooledPoint
 from vigie.store.influx import InfluxStore, StoreRejected, StoreUnavailable
-from vigie.store.water import reading_line
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,13 @@ class SpoolWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def notify(self) -> None:
-        """Readings were appended to the spool."""
-        with self._cond:
-            self._cond.notify_all()
+    def notify(self, appended: int) -> None:
+        """``appended`` readings were appended to the spool. Wakes the thread only when that
+        changes what it waits for: a first reading (starts the interval) or a full batch."""
+        pending = self.spool.pending()
+        if pending == appended or pending >= self.batch_size:
+            with self._cond:
+                self._cond.notify_all()
 
     def stop(self, flush_timeout_s: float = 10.0) -> None:
         """Write what the spool holds (for at most ``flush_timeout_s``; not at all while InfluxDB
@@ -129,10 +132,10 @@ class SpoolWriter:
             if self._stopping():
                 raise _Stopped
 
-    def _deliver(self, batch: list[tuple[int, MeterReading]]) -> None:
+    def _deliver(self, batch: list[tuple[int, SpooledPoint]]) -> None:
         if not batch:
             return
-        readings = [r for _, r in batch]
+        points = [p for _, p in batch]
         backoff = self.initial_backoff_s
         outage_start: float | None = None
         while True:
@@ -140,7 +143,7 @@ class SpoolWriter:
                 if not self._db_ready:
                     self.store.ensure_database(self.retention_duration)
                     self._db_ready = True
-                refused = self._write_isolating(readings)
+                refused = self._bisect(points)
                 break
             except (StoreUnavailable, StoreRejected) as exc:
                 if outage_start is None:
@@ -162,41 +165,29 @@ class SpoolWriter:
         if refused:
             now = datetime.now(timezone.utc)
             self.dead_letters.append(
-                StoredDeadLetter(topic="", payload=r.to_json(), reason=f"store_rejected: {why}", received_at=now,
-                                 decoder=r.source or None) for r, why in refused)
+                StoredDeadLetter(topic="", payload=p.line, reason=f"store_rejected: {why}", received_at=now,
+                                 decoder=p.source or None) for p, why in refused)
             log.warning("InfluxDB refused %d reading(s), dead-lettered (meters %s)", len(refused),
-                        ", ".join(sorted({r.meter_id for r, _ in refused})[:10]))
+                        ", ".join(sorted({p.meter_id for p, _ in refused})[:10]))
         self.spool.remove_through(batch[-1][0])
-        self.written += len(readings) - len(refused)
+        self.written += len(points) - len(refused)
         self.rejected += len(refused)
 
-    def _write_isolating(self, readings: list[MeterReading]) -> list[tuple[MeterReading, str]]:
-        """Write ``readings``; the ones InfluxDB refuses, with its reason. Raises
+    def _bisect(self, points: list[SpooledPoint]) -> list[tuple[SpooledPoint, str]]:
+        """Write ``points``; the ones InfluxDB refuses, with its reason. Raises
         :class:`StoreUnavailable` and request-level :class:`StoreRejected` unchanged."""
-        lines: list[str | None] = []
-        refused: list[tuple[MeterReading, str]] = []
-        for r in readings:
-            try:
-                lines.append(reading_line(r))
-            except (ValueError, TypeError) as exc:
-                lines.append(None)
-                refused.append((r, f"cannot be written as line protocol: {exc}"))
-        kept = [(r, line) for r, line in zip(readings, lines) if line is not None]
-        return refused + self._bisect(kept)
-
-    def _bisect(self, items: list[tuple[MeterReading, str]]) -> list[tuple[MeterReading, str]]:
-        if not items:
+        if not points:
             return []
         try:
-            self.store.write_lines([line for _, line in items], precision="s")
+            self.store.write_lines([p.line for p in points], precision="s")
             return []
         except StoreRejected as exc:
             if not _refuses_points(exc):
                 raise
-            if len(items) == 1:
-                return [(items[0][0], str(exc))]
-            mid = len(items) // 2
-            return self._bisect(items[:mid]) + self._bisect(items[mid:])
+            if len(points) == 1:
+                return [(points[0], str(exc))]
+            mid = len(points) // 2
+            return self._bisect(points[:mid]) + self._bisect(points[mid:])
 
 
 def _refuses_points(exc: StoreRejected) -> bool:

@@ -26,7 +26,7 @@ from vigie.ingest.service import Ingestor
 from vigie.records import MeterReading
 from vigie.registry import RegistryRow, upsert_rows
 from vigie.store import InfluxStore
-from vigie.store.water import read_indices
+from vigie.store.water import read_indices, reading_line
 
 pytestmark = pytest.mark.e2e
 
@@ -188,7 +188,8 @@ def test_bad_input_is_dead_lettered_and_ingest_goes_on(mosquitto, influx_store, 
         assert "stranger" in by_kind["unknown_meter"].reason
         rejected = by_kind["store_rejected"]
         assert "field type conflict" in rejected.reason
-        assert MeterReading.from_json(rejected.payload).meter_id == "old-1"
+        # The refused point as it was posted, ready to be re-posted once the conflict is fixed.
+        assert rejected.payload.startswith("water_reading,meter_id=old-1 ") and rejected.decoder == "wmbusmeters"
         df = points(influx_store, ["good-1"])
         assert list(df.index_m3) == [10.0 + i for i in range(len(bad))]
         st = ing.stats()
@@ -359,6 +360,38 @@ def test_stop_acknowledges_everything_committed(mosquitto, influx_store, tmp_pat
         ing.stop()
 
 
+def test_worker_processes_share_the_stream_and_keep_their_sessions(mosquitto, influx_store, tmp_path, sqlite_url):
+    """ingest_workers=2: two processes on one shared subscription store every reading once, each
+    dead-letters into its own file, and messages published while they are away reach them."""
+    from vigie.ingest.deadletter import read_data_dir_dead_letters
+
+    meters = [f"w-{i}" for i in range(20)]
+    sessions = registry(sqlite_url, meters)
+    settings = make_settings(tmp_path, mosquitto.port, influx_store, sqlite_url, ingest_workers=2)
+    first = [(f"wmbusmeters/{m}", wm(m, i, float(i))) for i in range(200) for m in [meters[i % 20]]]
+    ing = started(Ingestor(settings, influx_store, sessions))
+    try:
+        publish(mosquitto.port, first + [("wmbusmeters/w-0", b"{not json")])
+        wait_for(lambda: ing.stats().written == 200 and ing.stats().dead_letters_total == 1, timeout=60,
+                 what="every reading written by the workers")
+        assert ing.wait_idle(20, quiet_s=0.3)
+        each = ing._pool.worker_stats()
+        assert len(each) == 2 and all(w.received > 0 for w in each), "the broker shares the stream"
+        assert sum(w.received for w in each) == ing.stats().received == 201
+    finally:
+        ing.stop()
+    assert [dl.kind for dl in read_data_dir_dead_letters(settings.data_dir)] == ["not_json"]
+    # Published while both workers are away: queued in their durable sessions.
+    later = [(f"wmbusmeters/{m}", wm(m, 1000 + i, float(i))) for i in range(100) for m in [meters[i % 20]]]
+    publish(mosquitto.port, later)
+    ing = started(Ingestor(settings, influx_store, sessions))
+    try:
+        wait_for(lambda: ing.stats().written == 100, timeout=60, what="the queued readings written")
+    finally:
+        ing.stop()
+    assert count_points(influx_store) == 300
+
+
 def test_unknown_decoder_name_is_a_configuration_error(influx_store, tmp_path, sqlite_url):
     settings = make_settings(tmp_path, 1, influx_store, sqlite_url, water_topics=["zigbee2mqtt/#=z2m"])
     with pytest.raises(ValueError, match="no decoder named 'z2m'"):
@@ -370,10 +403,16 @@ def reading(meter: str, t: datetime, index: float) -> MeterReading:
     return MeterReading(meter, t, index, alarms=("LEAK",), status_raw="LEAK", source="native")
 
 
+def spooled(readings: list[MeterReading]):
+    from vigie.ingest.spool import SpooledPoint
+
+    return [SpooledPoint.of(r) for r in readings]
+
+
 def test_spool_is_fifo_and_survives_reopen(tmp_path):
     from vigie.ingest.spool import Spool
 
-    rs = [reading("s", T0 + timedelta(seconds=i), float(i)) for i in range(10)]
+    rs = spooled([reading("s", T0 + timedelta(seconds=i), float(i)) for i in range(10)])
     spool = Spool(tmp_path / "spool.sqlite")
     spool.append(rs[:4])
     spool.append(rs[4:])
@@ -388,6 +427,29 @@ def test_spool_is_fifo_and_survives_reopen(tmp_path):
     spool.remove_through(rest[-1][0])
     spool.append(rs[:1])  # sequence numbers are never reused
     assert spool.peek(1)[0][0] > rest[-1][0]
+    spool.close()
+
+
+def test_spool_converts_an_earlier_versions_json_rows_in_order(tmp_path):
+    """A spool written by a version that kept MeterReading JSON is read on, in order, as lines."""
+    import sqlite3
+
+    from vigie.ingest.spool import Spool
+    from vigie.store.water import reading_line
+
+    rs = [reading("legacy", T0 + timedelta(seconds=i), float(i)) for i in range(5)]
+    db = sqlite3.connect(tmp_path / "spool.sqlite")
+    db.execute("CREATE TABLE spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, reading TEXT NOT NULL)")
+    db.executemany("INSERT INTO spool (reading) VALUES (?)", [(r.to_json(),) for r in rs])
+    db.commit()
+    db.close()
+    spool = Spool(tmp_path / "spool.sqlite")
+    assert spool.pending() == 5
+    got = spool.peek(10)
+    assert [p.line for _, p in got] == [reading_line(r) for r in rs]
+    assert {(p.meter_id, p.source) for _, p in got} == {("legacy", "native")}
+    spool.append(spooled(rs[:1]))  # after the converted rows
+    assert spool.peek(10)[-1][0] > got[-1][0]
     spool.close()
 
 
@@ -420,7 +482,7 @@ def test_writer_bisects_a_batch_down_to_the_refused_readings(influx_store, tmp_p
     for i in (3, 17, 18):
         rs[i] = reading("w-old", old + timedelta(seconds=i), float(i))
     spool, dead = Spool(tmp_path / "spool.sqlite"), DeadLetterStore(tmp_path / "dl.jsonl")
-    spool.append(rs)
+    spool.append(spooled(rs))
     writer = SpoolWriter(spool, influx_store, dead, batch_size=100, interval_s=0.05)
     writer.start()
     try:
@@ -430,7 +492,7 @@ def test_writer_bisects_a_batch_down_to_the_refused_readings(influx_store, tmp_p
     assert writer.written == 37 and writer.rejected == 3
     assert list(points(influx_store, ["w"]).index_m3) == [float(i) for i in range(40) if i not in (3, 17, 18)]
     letters = read_dead_letters(tmp_path / "dl.jsonl")
-    assert sorted(MeterReading.from_json(d.payload).index_m3 for d in letters) == [3.0, 17.0, 18.0]
+    assert sorted(d.payload for d in letters) == sorted(reading_line(rs[i]) for i in (3, 17, 18))
     assert all(d.kind == "store_rejected" and "field type conflict" in d.reason for d in letters)
     spool.close()
     dead.close()
@@ -445,7 +507,7 @@ def test_writer_keeps_readings_while_the_database_is_missing(influxd, tmp_path):
 
     store = InfluxStore(services.influx_url(influxd), f"missing_{uuid.uuid4().hex[:6]}", retention_policy=None)
     spool, dead = Spool(tmp_path / "spool.sqlite"), DeadLetterStore(tmp_path / "dl.jsonl")
-    spool.append([reading("w", T0 + timedelta(seconds=i), float(i)) for i in range(5)])
+    spool.append(spooled([reading("w", T0 + timedelta(seconds=i), float(i)) for i in range(5)]))
     writer = SpoolWriter(spool, store, dead, interval_s=0.05, initial_backoff_s=0.05, max_backoff_s=0.2)
     writer.start()
     try:

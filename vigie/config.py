@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["wmbusmeters/#=wmbusmeters", "vigie/water/#=native"],
         description="Topic filter=decoder pairs the ingestor subscribes to (QoS 1)",
     )
+    ingest_workers: int = Field(1, ge=1, le=64, description="Ingestor processes; above 1 each has its own "
+                                "session <mqtt_client_id>-<i> and <data_dir>/worker-<i> and the topics are "
+                                "MQTT 5 shared subscriptions $share/<mqtt_client_id>/<filter>")
 
     # --- InfluxDB (v1 HTTP API) -------------------------------------------------------------
     influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL (v1 HTTP API)")

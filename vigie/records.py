@@ -1,7 +1,8 @@
 """Typed records that flow between stages: ingest → store → analytics → alerts.
 
-One metric type for water: :class:`MeterReading`. Decoders produce it, the spool keeps it, the store
-writes it as line protocol, analytics read it back as columns.
+One metric type for water: :class:`MeterReading`. Decoders produce it, the ingestor turns it into its
+line-protocol line once (the spool keeps that line until InfluxDB has it), analytics read it back as
+columns. Assisted-living homes: :class:`SensorEvent` in, :class:`HomeEvent` out of the detectors.
 """
 
 from __future__ import annotations
