@@ -105,6 +105,20 @@ class Settings(BaseSettings):
     abnormal_period_days: int = Field(7, ge=1, description="Loi Warsmann check: period length, days")
     abnormal_history_periods: int = Field(3, ge=1, description="Comparable past periods needed for an average")
     abnormal_min_excess_l_per_day: float = Field(100.0, ge=0, description="Ignore excess below this, L/day")
+    # Assisted-living homes (vigie.home_jobs): the minute tick reads the recent events, detects with
+    # the routine learned once a day, and escalates.
+    home_window_days: int = Field(28, ge=1, le=90, description="Homes: days of history a routine is learned "
+                                  "from (rolling window, at most the events retention)")
+    home_learn_time: str = Field("03:30", description="Homes: daily re-learning of every routine, local HH:MM "
+                                 "(and at start); the minute tick uses the latest routine meanwhile")
+    home_tick_s: int = Field(60, ge=10, le=600, description="Homes: detection and escalation tick period, s "
+                             "(an event is raised within one tick of its threshold)")
+    home_lookback_h: float = Field(24.0, ge=12.0, description="Homes: recent events the tick keeps in memory, "
+                                   "h (≥ the 12 h inactivity ceiling; also covers a long outing)")
+    home_late_s: float = Field(600.0, ge=0, description="Homes: each tick re-reads this many seconds before its "
+                               "previous read, so reports stored late (ingest batching) are seen")
+    home_resync_min: float = Field(60.0, gt=0, description="Homes: re-read the whole lookback this often, min "
+                                   "(reports stored very late, e.g. a spool replayed after an outage)")
 
     # --- Alerts and delivery --------------------------------------------------------------
     language: Literal["fr", "en"] = Field("fr", description="Default message language (fr or en)")
@@ -159,15 +173,15 @@ class Settings(BaseSettings):
                              "days or weeks, at least 1h (e.g. 90d, 52w)")
         return v
 
-    @field_validator("leak_check_time")
+    @field_validator("leak_check_time", "home_learn_time")
     @classmethod
-    def _check_time(cls, v: str) -> str:
+    def _check_time(cls, v: str, info) -> str:
         try:
             hour, minute = (int(x) for x in v.split(":"))
             if not (0 <= hour < 24 and 0 <= minute < 60):
                 raise ValueError
         except ValueError:
-            raise ValueError(f"VIGIE_LEAK_CHECK_TIME={v!r}: expected HH:MM (24 h)") from None
+            raise ValueError(f"VIGIE_{info.field_name.upper()}={v!r}: expected HH:MM (24 h)") from None
         return v
 
     @field_validator("timezone")

@@ -3,8 +3,14 @@
 - the J+1 leak job daily at ``leak_check_time`` for the day before; at start-up it also runs for
   yesterday if no result for yesterday is stored yet (the service was down at check time);
 - notification delivery every 30 s (first sends and retries with back-off);
-- home-alert escalation every minute (:func:`escalation_job`: levels, repeats and reminders due,
-  then delivery), resumed from the database after a restart.
+- the assisted-living tick every ``home_tick_s`` (60 s; :func:`vigie.home_jobs.home_job`): detect
+  unusual behaviour for every home, open/clear alerts, then the home-alert escalation tick (levels,
+  repeats and reminders due) and delivery, resumed from the database after a restart. Detection
+  and escalation are one job, so the escalation tick always sees the alerts of the same minute's
+  detection and two ticks never race in this process (``max_instances=1``; another process
+  ticking at once — ``vigie escalate`` — is safe too: steps are unique per alert in the database);
+- the daily re-learning of the home routines at ``home_learn_time`` (its own job, so a minute tick
+  never waits for it; the tick keeps using the routine already learned).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from vigie.context import AppContext
+from vigie.home_jobs import HomeMonitor, home_job
 from vigie.jobs import leak_job, yesterday
 
 log = logging.getLogger(__name__)
@@ -39,7 +46,8 @@ def _deliver(ctx: AppContext) -> None:
 
 def escalation_job(ctx: AppContext, now: datetime | None = None) -> None:
     """One escalation tick at ``now`` (default: the clock), then delivery of what is due; never
-    raises (the next minute retries). ``vigie escalate --once`` runs the same function."""
+    raises. Not scheduled: the home tick (:func:`vigie.home_jobs.home_job`) takes the escalation
+    tick after its detection; this is the escalation alone, for a process without detection."""
     from vigie.alerts.delivery import Deliverer
     from vigie.alerts.escalation import Escalation
 
@@ -51,6 +59,13 @@ def escalation_job(ctx: AppContext, now: datetime | None = None) -> None:
         Deliverer(ctx.sessions, ctx.settings).deliver_due(now)
     except Exception:
         log.exception("escalation tick failed")
+
+
+def _learn_routines(monitor: HomeMonitor) -> None:
+    try:
+        monitor.learn()
+    except Exception:  # the routine already held stays in use; the tick relearns a stale one
+        log.exception("home routine learning failed")
 
 
 def _catch_up(ctx: AppContext) -> None:
@@ -71,7 +86,11 @@ def build_scheduler(ctx: AppContext) -> BackgroundScheduler:
     sched.add_job(_daily_leak_check, CronTrigger(hour=hour, minute=minute, timezone=ctx.tz), args=[ctx],
                   id="leak-check", coalesce=True, misfire_grace_time=3600, max_instances=1)
     sched.add_job(_deliver, "interval", seconds=30, args=[ctx], id="deliver", coalesce=True, max_instances=1)
-    sched.add_job(escalation_job, "interval", minutes=1, args=[ctx], id="escalate", coalesce=True,
-                  max_instances=1)
+    monitor = HomeMonitor(ctx)
+    sched.add_job(home_job, "interval", seconds=ctx.settings.home_tick_s, args=[ctx], kwargs={"monitor": monitor},
+                  id="home-tick", coalesce=True, max_instances=1)
+    hh, mm = (int(x) for x in ctx.settings.home_learn_time.split(":"))
+    sched.add_job(_learn_routines, CronTrigger(hour=hh, minute=mm, timezone=ctx.tz), args=[monitor],
+                  id="home-learn", coalesce=True, misfire_grace_time=3600, max_instances=1)
     sched.add_job(_catch_up, args=[ctx], id="catch-up")
     return sched
