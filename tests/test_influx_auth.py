@@ -41,6 +41,7 @@ def test_service_writes_grafana_only_reads_anonymous_refused(influxd_auth):
     write_readings(service, [MeterReading("m1", t, 1.5)])
     grafana = InfluxStore(influxd_auth, "vigie", username="grafana", password="ro-pw", retention_policy="vigie_raw")
     assert list(read_indices(grafana, t, t.replace(hour=7)).index_m3) == [1.5]
+    assert read_indices(grafana, t.replace(year=2020), t.replace(year=2020, hour=7)).empty  # no rows, no error
     with pytest.raises(StoreRejected) as refused:
         write_readings(grafana, [MeterReading("m1", t.replace(hour=7), 1.6)])
     assert refused.value.status == 403

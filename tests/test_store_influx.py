@@ -95,3 +95,12 @@ def test_bad_retention_duration_is_refused_with_its_name():
 
     with pytest.raises(ValueError, match="30m"):
         RetentionPolicy("x", "30m")
+
+
+def test_reading_a_database_that_does_not_exist_is_an_error_not_no_data(influx_store):
+    missing = InfluxStore(influx_store.url, "no_such_database_here", retention_policy="vigie_raw")
+    with pytest.raises(StoreRejected, match="no database 'no_such_database_here'") as err:
+        read_indices(missing, datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+    assert err.value.status == 404
+    assert read_indices(influx_store, datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 2, tzinfo=UTC)).empty
+    missing.close()

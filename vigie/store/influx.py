@@ -92,6 +92,7 @@ class InfluxStore:
         self.database = database
         self.retention_policy = retention_policy
         self.policies = tuple(policies)
+        self._database_seen = False
         auth = (username, password or "") if username else None
         self._http = httpx.Client(base_url=self.url, auth=auth, timeout=timeout)
 
@@ -225,6 +226,9 @@ class InfluxStore:
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc}") from exc
         data = buf.getvalue()
         if not data.strip():
+            # InfluxDB 1.x answers a CSV query on a missing database with an empty 200, the same
+            # as "no rows": tell them apart so a wrong database name is not read as "no data".
+            self._check_database_exists()
             return pd.DataFrame()
         header, _, rest = data.partition(b"\n")
         if not header.startswith(b"name,tags,"):
@@ -235,6 +239,16 @@ class InfluxStore:
             rest = rest[len(header) + 1:]
         df = pd.read_csv(io.BytesIO(header + b"\n" + rest), dtype={"tags": str, **(dtypes or {})}, low_memory=False)
         return df
+
+    def _check_database_exists(self) -> None:
+        """:class:`StoreRejected` (404) when the database does not exist; a database seen once is
+        not asked about again."""
+        if self._database_seen:
+            return
+        names = {v[0] for s in self.query_json("SHOW DATABASES") for v in s.get("values", [])}
+        if self.database not in names:
+            raise StoreRejected(f"InfluxDB at {self.url} has no database {self.database!r}", 404)
+        self._database_seen = True
 
     def query_json(self, query: str, *, epoch: str = "s") -> list[dict]:
         """Run a query and return InfluxDB's ``series`` list (for small answers: SHOW, aggregates)."""
