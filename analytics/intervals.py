@@ -50,14 +50,20 @@ _ROLLOVER_BAND = 0.1
 class MeterCodes:
     """Meters of a frame as small integer codes: ``codes[i]`` indexes ``ids`` (sorted strings)."""
 
-    codes: np.ndarray  # int64, one per row
+    codes: np.ndarray  # integers, one per row
     ids: np.ndarray    # object array of str, sorted, unique
 
 
-def meter_codes(meter_id: pd.Series) -> MeterCodes:
-    """Integer codes for a ``meter_id`` column, ids sorted. Raises ``ValueError`` on a missing id."""
+def meter_codes(meter_id: pd.Series, *, all_categories: bool = False) -> MeterCodes:
+    """Integer codes for a ``meter_id`` column, ids sorted. Raises ``ValueError`` on a missing id.
+
+    A categorical column (as the readers return it) gives its codes as they are: the string work
+    was done once, while parsing. Categories no row uses are dropped, so ``ids`` are the meters
+    present, whatever the column's type — unless ``all_categories``, for a caller that proves
+    every id used itself (:func:`fleet_grid`) and saves the count.
+    """
     if isinstance(meter_id.dtype, pd.CategoricalDtype):
-        meter_id = meter_id.astype(object)
+        return _category_codes(meter_id.array, all_categories)
     ids_in_order = meter_id.to_numpy(dtype=object)
     grouped = _codes_if_grouped(ids_in_order)
     if grouped is not None:
@@ -66,6 +72,22 @@ def meter_codes(meter_id: pd.Series) -> MeterCodes:
     if (codes < 0).any():
         raise ValueError(f"meter_id missing in {int((codes < 0).sum())} reading(s)")
     return MeterCodes(codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object))
+
+
+def _category_codes(cat: pd.Categorical, all_categories: bool) -> MeterCodes:
+    codes = cat.codes  # int8/16/32: a narrow integer is as good an index, and half the memory
+    if len(codes) and codes.min() < 0:
+        raise ValueError(f"meter_id missing in {int((codes < 0).sum())} reading(s)")
+    ids = np.asarray(cat.categories, dtype=object)
+    used = np.ones(len(ids), dtype=bool) if all_categories else np.bincount(codes, minlength=len(ids)) > 0
+    order = None if cat.categories.is_monotonic_increasing else np.argsort(ids, kind="stable")
+    if order is None and used.all():
+        return MeterCodes(codes, ids)
+    order = np.arange(len(ids)) if order is None else order
+    order = order[used[order]]  # used categories, sorted by id
+    new_code = np.full(len(ids), -1, dtype=np.int64)
+    new_code[order] = np.arange(len(order))
+    return MeterCodes(new_code[codes], ids[order])
 
 
 #: Rows compared before paying a full pass to prove a frame grouped by meter.
@@ -96,22 +118,25 @@ def _codes_if_grouped(ids: np.ndarray) -> MeterCodes | None:
     return MeterCodes(np.repeat(np.arange(len(starts)), np.diff(starts, append=len(ids))), run_ids)
 
 
-def _check_readings(readings: pd.DataFrame) -> None:
+def check_readings(readings: pd.DataFrame) -> None:
+    """Raise ``ValueError`` when a column readings must have is missing."""
     missing = {"meter_id", "time", "index_m3"} - set(readings.columns)
     if missing:
         raise ValueError(f"readings lack column(s) {sorted(missing)}; expected meter_id, time, index_m3")
 
 
-def sorted_readings(readings: pd.DataFrame) -> tuple[MeterCodes, np.ndarray, np.ndarray]:
+def sorted_readings(readings: pd.DataFrame,
+                    meters: MeterCodes | None = None) -> tuple[MeterCodes, np.ndarray, np.ndarray]:
     """Readings sorted by (meter, time), one per meter and second, NaN indices dropped.
 
     Returns ``(meters, time, index_m3)``: ``meters.codes``/``time``/``index_m3`` are the kept
     readings in order. ``meters.ids`` lists every meter of the input, even one whose readings were
     all dropped. Of several readings of one meter at one second, the last in input order is kept
-    (a repeated point replaces the stored one in InfluxDB too).
+    (a repeated point replaces the stored one in InfluxDB too). ``meters``: the codes of
+    ``readings["meter_id"]`` when the caller already has them (:func:`meter_codes`).
     """
-    _check_readings(readings)
-    meters = meter_codes(readings["meter_id"])
+    check_readings(readings)
+    meters = meter_codes(readings["meter_id"]) if meters is None else meters
     code = meters.codes
     t = readings["time"].to_numpy(dtype=np.int64)
     v = readings["index_m3"].to_numpy(dtype=np.float64)
@@ -204,25 +229,151 @@ def intervals_of(meters: MeterCodes, t: np.ndarray, v: np.ndarray, *, max_interv
     if window is not None:
         pair &= (t[1:] > window[0]) & (t[:-1] < window[1])
     start, end = t[:-1][pair], t[1:][pair]
-    prev, new = v[:-1][pair], v[1:][pair]
-    dur_h = (end - start) / 3600.0
-    volume = new - prev
+    volume, rate, known = interval_volumes(v[:-1][pair], v[1:][pair], (end - start) / 3600.0,
+                                           max_interval_h=max_interval_h, reverse_tolerance_l=reverse_tolerance_l,
+                                           max_flow_l_per_h=max_flow_l_per_h)
+    return Intervals(meters.ids, code[:-1][pair], start, end, volume, rate, known)
+
+
+def interval_volumes(prev: np.ndarray, new: np.ndarray, dur_h: np.ndarray, *, max_interval_h: float,
+                     reverse_tolerance_l: float,
+                     max_flow_l_per_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(volume_l, rate_l_per_h, known)`` of intervals from their two indices (m³) and lengths (h),
+    by the rules of :func:`compute_intervals`.
+
+    ``prev``/``new``: one entry per interval, as a vector or a grid (intervals × meters, see
+    :class:`Grid`); ``dur_h`` broadcasts against them (one length per interval, or per grid row).
+    Volume and rate are NaN where ``known`` is False.
+    """
+    volume = np.subtract(new, prev, out=np.empty(np.shape(new)))  # C order, whatever the inputs' layout
     volume *= 1000.0
     max_l = max_flow_l_per_h * dur_h
-
     drop = np.flatnonzero(volume < 0)  # few: handled on their own
     if len(drop):
-        p, q, d = prev[drop], new[drop], volume[drop]
+        at = np.unravel_index(drop, volume.shape)
+        p, q, d = prev[at], new[at], volume[at]
         capacity = 10.0 ** (np.floor(np.log10(np.where(p > 0, p, 1.0))) + 1.0)
         wrapped = (capacity - p + q) * 1000.0
         rollover = ((p >= (1 - _ROLLOVER_BAND) * capacity) & (q <= _ROLLOVER_BAND * capacity)
-                    & (wrapped <= max_l[drop]))
-        volume[drop] = np.where(d >= -reverse_tolerance_l, 0.0, np.where(rollover, wrapped, np.nan))
+                    & (wrapped <= np.broadcast_to(max_l, volume.shape)[at]))
+        volume[at] = np.where(d >= -reverse_tolerance_l, 0.0, np.where(rollover, wrapped, np.nan))
     known = (dur_h <= max_interval_h) & (volume <= max_l)  # NaN compares False
     if not known.all():
         volume[~known] = np.nan
-    rate = np.divide(volume, dur_h, out=max_l)  # max_l is spent: its memory takes the rates
-    return Intervals(meters.ids, code[:-1][pair], start, end, volume, rate, known)
+    # Vectors: max_l is spent, its memory takes the rates.
+    rate = np.divide(volume, dur_h, out=max_l if max_l.shape == volume.shape else None)
+    return volume, rate, known
+
+
+# --- meters reading in step ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """Meters that read at the same instants: ``index_m3[i, j]`` (m³) is the reading of meter
+    ``meters[j]`` (a code of the :class:`MeterCodes` the grid comes from, ascending) at
+    ``times[i]`` (int64 epoch s, strictly ascending). ``index_m3`` may be a strided view."""
+
+    times: np.ndarray
+    index_m3: np.ndarray
+    meters: np.ndarray
+
+
+def fleet_grid(meters: MeterCodes, readings: pd.DataFrame) -> Grid | None:
+    """The whole of ``readings`` as a :class:`Grid` when every meter reads once at each of the same
+    instants, no index NaN, the rows ordered by meter then time (read_indices) or by time, the
+    meters of one instant in any order (InfluxDB's own order, read_window); ``None`` otherwise.
+
+    ``meters``: :func:`meter_codes` of ``readings["meter_id"]`` (categories unused or not: a grid
+    proves each id used). Proving the layout costs a few comparisons per reading, where the
+    general path sorts, deduplicates and segments (a lexsort, ~20× more, for InfluxDB's order).
+    """
+    n, size = len(meters.ids), len(meters.codes)
+    if n == 0 or size % n or size // n < 2:
+        return None
+    k = size // n
+    code = meters.codes
+    first = np.arange(n)
+    t = readings["time"].to_numpy(dtype=np.int64)
+    if (code[:size:k] == first).all() and (code.reshape(n, k) == first[:, None]).all():  # meter by meter
+        by_meter = t.reshape(n, k)
+        times = by_meter[0]
+        if not (times[1:] > times[:-1]).all() or not (by_meter == times).all():
+            return None
+        v = readings["index_m3"].to_numpy(dtype=np.float64).reshape(n, k).T
+    else:  # instant by instant
+        by_time = t.reshape(k, n)
+        times = by_time[:, 0]
+        if not (times[1:] > times[:-1]).all() or not (by_time == times[:, None]).all():
+            return None
+        v = readings["index_m3"].to_numpy(dtype=np.float64)
+        if not (code.reshape(k, n) == first).all():
+            # InfluxDB lists the points of one instant in no set order: each reading goes to its
+            # meter's column, once each (a count per cell proves it).
+            at = (code.reshape(k, n) + (np.arange(k) * n)[:, None]).reshape(-1)
+            if np.bincount(at, minlength=size).min() != 1:
+                return None
+            v = np.empty(size)
+            v[at] = readings["index_m3"].to_numpy(dtype=np.float64)
+        v = v.reshape(k, n)
+    if np.isnan(v).any():
+        return None
+    return Grid(times, v, first)
+
+
+def split_grid(meters: MeterCodes, t: np.ndarray, v: np.ndarray) -> tuple[Grid | None, np.ndarray | None]:
+    """Sorted readings (the output of :func:`sorted_readings`) split into the grid most meters
+    share and the rest: ``(grid, rest)``, ``rest`` a mask of the readings of meters off the grid.
+    ``(None, None)`` when no two readings are shared that way.
+
+    The grid is the instants of a meter with the most common number of readings; every meter with
+    exactly those instants is on it. Meters reading off the grid (other resolution, a gap, a
+    duplicate or NaN dropped, clock drift) keep the general path.
+    """
+    code, n = meters.codes, len(meters.ids)
+    if n == 0 or len(code) < 2:
+        return None, None
+    starts = np.searchsorted(code, np.arange(n))  # sorted codes: a binary search per meter
+    counts = np.diff(starts, append=len(code))
+    k = int(np.bincount(counts).argmax())
+    if k < 2:
+        return None, None
+    candidate = counts == k
+    if candidate.all():
+        t_k, v_k, rows = t.reshape(n, k), v.reshape(n, k), np.arange(n)
+    else:
+        rows = np.flatnonzero(candidate)
+        take = starts[rows][:, None] + np.arange(k)
+        t_k, v_k = t[take], v[take]
+    times = t_k[len(rows) // 2]
+    on = (t_k == times).all(axis=1)
+    if on.all():
+        grid = Grid(times, v_k.T, rows)
+    else:
+        grid = Grid(times, v_k[on].T, rows[on])
+    on_meter = np.zeros(n, dtype=bool)
+    on_meter[grid.meters] = True
+    return grid, ~on_meter[code]
+
+
+def grid_intervals(grid: Grid, *, max_interval_h: float, reverse_tolerance_l: float, max_flow_l_per_h: float,
+                   window: tuple[int, int] | None = None) -> tuple[np.ndarray, ...]:
+    """:func:`intervals_of` for the meters of a grid: ``(start, end, volume_l, rate_l_per_h, known)``,
+    ``start``/``end`` one per grid interval (int64 epoch s), the others C-ordered arrays
+    intervals × meters. Same values as :func:`intervals_of` gives each meter.
+
+    ``window`` (epoch s ``[a, b)``): keep only the intervals overlapping it.
+    """
+    times = grid.times
+    a, b = 0, len(times) - 1
+    if window is not None:
+        j = np.flatnonzero((times[1:] > window[0]) & (times[:-1] < window[1]))
+        a, b = (int(j[0]), int(j[-1]) + 1) if len(j) else (0, 0)
+    index = grid.index_m3[a:b + 1]
+    start, end = times[a:b], times[a + 1:b + 1]
+    volume, rate, known = interval_volumes(index[:-1], index[1:], ((end - start) / 3600.0)[:, None],
+                                           max_interval_h=max_interval_h, reverse_tolerance_l=reverse_tolerance_l,
+                                           max_flow_l_per_h=max_flow_l_per_h)
+    return start, end, volume, rate, known
 
 
 # --- local-time buckets -------------------------------------------------------------------------

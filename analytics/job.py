@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from vigie.analytics.leaks import LeakParams, detect_leaks, to_check_results
 from vigie.records import CheckResult, LeakRule
@@ -31,9 +32,10 @@ def read_window(store: InfluxStore, day: date, tz: ZoneInfo, params: LeakParams,
     """Readings and flags the check of ``day`` needs: local midnight ± ``max_interval_h``, so that
     intervals crossing either midnight are whole.
 
-    Returns ``(readings, alarms)``: readings with columns ``meter_id`` (str), ``time`` (int64 epoch
-    s), ``index_m3`` (float64) in InfluxDB's order (time, not meter: :func:`detect_leaks` sorts);
-    alarms (``meter_id``, ``time``, ``alarms`` str) for the readings with a flag only.
+    Returns ``(readings, alarms)``: readings with columns ``meter_id`` (categorical of str,
+    categories sorted), ``time`` (int64 epoch s), ``index_m3`` (float64) in InfluxDB's order (time,
+    then meter: :func:`detect_leaks` takes a fleet reading in step as it is, and sorts the rest);
+    alarms (``meter_id`` categorical, ``time``, ``alarms`` str) for the readings with a flag only.
 
     Why not :func:`vigie.store.water.read_indices`: for a fleet the read is InfluxDB-bound. Asking
     for one field instead of two is ~30 % faster server-side (flags are rare: a filtered query
@@ -53,10 +55,10 @@ def read_history(store: InfluxStore, first_day: date, last_day: date, tz: ZoneIn
                  slices: int = READ_SLICES) -> pd.DataFrame:
     """Daily volumes stored by earlier checks, local days ``first_day..last_day`` inclusive.
 
-    Columns ``meter_id`` (str), ``day`` (date), ``volume_l`` (litres, NaN when none was known),
-    ``coverage`` (0–1): the ``continuous_flow`` results' own, one row per meter and checked day.
-    Read as CSV frames in parallel slices, not as records: a month of a large fleet is millions
-    of rows.
+    Columns ``meter_id`` (categorical of str, categories sorted), ``day`` (categorical of date),
+    ``volume_l`` (litres, NaN when none was known), ``coverage`` (0–1): the ``continuous_flow``
+    results' own, one row per meter and checked day. Read as CSV frames in parallel slices, not as
+    records: a month of a large fleet is millions of rows, with a few distinct ids and days.
     """
     start = datetime.combine(first_day, time(0), tzinfo=tz)
     end = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=tz)
@@ -66,8 +68,10 @@ def read_history(store: InfluxStore, first_day: date, last_day: date, tz: ZoneIn
     # Results are stamped at local midnight: few distinct stamps, each mapped to its day once.
     stamps, which = np.unique(df["time"].to_numpy(), return_inverse=True)
     days = np.array([datetime.fromtimestamp(int(s), tz).date() for s in stamps], dtype=object)
-    return pd.DataFrame({"meter_id": df["meter_id"], "day": days[which].reshape(-1),
-                         "volume_l": df["volume_l"], "coverage": df["coverage"]})
+    labels, day_code = np.unique(days, return_inverse=True)  # two stamps could share a local day
+    day = pd.Categorical.from_codes(day_code[which.reshape(-1)], categories=pd.Index(labels, dtype=object))
+    return pd.DataFrame({"meter_id": df["meter_id"], "day": day, "volume_l": df["volume_l"],
+                         "coverage": df["coverage"]})
 
 
 def _select_sliced(pool: ThreadPoolExecutor, store: InfluxStore, measurement: str, fields: dict,
@@ -76,18 +80,27 @@ def _select_sliced(pool: ThreadPoolExecutor, store: InfluxStore, measurement: st
     step = (end - start) / slices
     bounds = [(start + i * step, end if i == slices - 1 else start + (i + 1) * step) for i in range(slices)]
     parts = list(pool.map(lambda b: _select(store, measurement, fields, b, condition), bounds))
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    parts = [p for p in parts if len(p)] or parts[:1]
+    if len(parts) == 1:
+        return parts[0]
+    # Each slice has its own categories: their sorted union, codes remapped (concat would fall back
+    # to one string object per row).
+    ids = union_categoricals([p["meter_id"].array for p in parts], sort_categories=True)
+    frame = pd.concat([p.drop(columns="meter_id") for p in parts], ignore_index=True)
+    frame.insert(0, "meter_id", ids)
+    return frame
 
 
 def _select(store: InfluxStore, measurement: str, fields: dict, bounds: tuple[datetime, datetime],
             condition: str = "") -> pd.DataFrame:
-    """Columns ``meter_id`` (str), ``time`` (int64 epoch s) and ``fields`` (name → dtype) of the
-    points of ``measurement`` with ``bounds[0] <= time < bounds[1]`` [and ``condition``]."""
+    """Columns ``meter_id`` (categorical of str, categories sorted), ``time`` (int64 epoch s) and
+    ``fields`` (name → dtype) of the points of ``measurement`` with ``bounds[0] <= time < bounds[1]``
+    [and ``condition``]."""
     q = (f"SELECT meter_id, {', '.join(fields)} FROM {quote_ident(measurement)} "
          f"WHERE time >= {time_literal(bounds[0])} AND time < {time_literal(bounds[1])}"
          + (f" AND {condition}" if condition else ""))
-    df = store.query_csv(q, epoch="s", dtypes={"meter_id": str, **fields})
-    out = {"meter_id": df["meter_id"] if "meter_id" in df else pd.Series(dtype=str),
+    df = store.query_csv(q, epoch="s", dtypes={"meter_id": "category", **fields})
+    out = {"meter_id": df["meter_id"] if "meter_id" in df else pd.Series(dtype="category"),
            "time": df["time"].to_numpy(dtype=np.int64) if "time" in df else np.zeros(0, dtype=np.int64)}
     for name, dtype in fields.items():
         # A field that no point in the range has is absent from InfluxDB's answer altogether.

@@ -32,9 +32,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from vigie.analytics.intervals import (DEFAULT_MAX_FLOW_L_PER_H, DEFAULT_REVERSE_TOLERANCE_L, Intervals,
-                                       MeterCodes,
-                                       apportion, bucket_edges, intervals_of, local_midnight, sorted_readings)
+from vigie.analytics.intervals import (DEFAULT_MAX_FLOW_L_PER_H, DEFAULT_REVERSE_TOLERANCE_L, Grid, Intervals,
+                                       MeterCodes, apportion, bucket_edges, check_readings, fleet_grid,
+                                       grid_intervals, intervals_of, local_midnight, meter_codes, sorted_readings,
+                                       split_grid)
 from vigie.records import CheckResult, CheckStatus, LeakRule, MeterAlarm
 
 #: Loi Warsmann: abnormal above twice the average of comparable periods (décret 2012-1078).
@@ -97,6 +98,11 @@ class LeakParams:
                             reverse_tolerance_l=self.reverse_tolerance_l, max_flow_l_per_h=self.max_flow_l_per_h,
                             window=window)
 
+    def grid_intervals(self, grid: Grid, window: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        """:func:`vigie.analytics.intervals.grid_intervals` with these limits."""
+        return grid_intervals(grid, max_interval_h=self.max_interval_h, reverse_tolerance_l=self.reverse_tolerance_l,
+                              max_flow_l_per_h=self.max_flow_l_per_h, window=window)
+
 
 def _local_ts(day: date, t: time, tz: ZoneInfo) -> int:
     # fold=0: a wall time skipped by spring-forward maps past the gap, an ambiguous one to its
@@ -122,7 +128,9 @@ def _sum_by(code: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
 
 def _union_ids(ids: np.ndarray, expected: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """Sorted union of ``ids`` (sorted, unique) and ``expected``, and where each of ``ids`` lands."""
-    extra = np.array(sorted(set(expected or ()) - set(ids.tolist())), dtype=object)
+    if not expected:
+        return ids, np.arange(len(ids))
+    extra = np.array(sorted(set(expected) - set(ids.tolist())), dtype=object)
     if not len(extra):
         return ids, np.arange(len(ids))
     at = np.searchsorted(ids, extra)  # few binary searches instead of sorting the whole fleet again
@@ -145,9 +153,73 @@ def _positions(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(found, at, -1)
 
 
-def _day_stats(iv: Intervals, ds: int, de: int, night: tuple[int, int], params: LeakParams) -> dict:
-    """Per-meter arrays (length ``len(iv.ids)``) for one day, from the known intervals of ``iv``,
-    which holds only intervals overlapping the day, sorted by meter then start."""
+@dataclass(frozen=True, slots=True)
+class DayStats:
+    """What the rules need of one day, per meter (arrays of one length): ``coverage`` (0–1, known
+    seconds / day length), ``volume`` (L from known intervals, pro rata by overlap), ``night_flow``
+    (L/h over the night window, NaN when none of it is known), ``min_rate`` (L/h, the lowest known
+    interval flow, NaN when none), ``zero_flow`` (that minimum at zero flow), ``burst_rate`` (L/h)
+    and ``burst_min`` (min) of the strongest burst (NaN without one), ``has_reading`` (a reading
+    inside the day)."""
+
+    coverage: np.ndarray
+    volume: np.ndarray
+    night_flow: np.ndarray
+    min_rate: np.ndarray
+    zero_flow: np.ndarray
+    burst_rate: np.ndarray
+    burst_min: np.ndarray
+    has_reading: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "DayStats":
+        """``n`` meters without any known interval or reading on the day."""
+        nan = np.full(n, np.nan)
+        return cls(np.zeros(n), np.zeros(n), nan, nan.copy(), np.zeros(n, dtype=bool), nan.copy(), nan.copy(),
+                   np.zeros(n, dtype=bool))
+
+    def put(self, where: np.ndarray, other: "DayStats") -> None:
+        """Write ``other``'s meters at positions ``where`` of these arrays."""
+        for f in fields(self):
+            getattr(self, f.name)[where] = getattr(other, f.name)
+
+
+def _fleet_day(readings: pd.DataFrame, ds: int, de: int, night: tuple[int, int], params: LeakParams,
+               fast_path: bool) -> tuple[MeterCodes, DayStats]:
+    """Every meter of ``readings`` (``meters.ids``) and its :class:`DayStats` for day ``[ds, de)``.
+
+    Meters that read in step (a :class:`~vigie.analytics.intervals.Grid`, the usual fleet) take the
+    grid path: the same rules on intervals × meters arrays, where every interval's bounds and
+    overlaps are one number per grid row. The others take the general path, per interval.
+    Both give the same numbers, bit for bit; ``fast_path=False`` sends every meter the general way.
+    """
+    column = readings["meter_id"]
+    meters = meter_codes(column, all_categories=fast_path)
+    grid = fleet_grid(meters, readings) if fast_path else None
+    if grid is not None:
+        return meters, _grid_day_stats(grid, ds, de, night, params)
+    if isinstance(column.dtype, pd.CategoricalDtype):  # categories may list meters without readings
+        meters = meter_codes(column)
+    meters, t, v = sorted_readings(readings, meters)
+    grid, rest = split_grid(meters, t, v) if fast_path else (None, None)
+    if grid is None:
+        return meters, _day_stats(meters, t, v, ds, de, night, params)
+    on_grid = _grid_day_stats(grid, ds, de, night, params)
+    n = len(meters.ids)
+    if len(grid.meters) == n:
+        return meters, on_grid
+    if rest.any():
+        stats = _day_stats(MeterCodes(meters.codes[rest], meters.ids), t[rest], v[rest], ds, de, night, params)
+    else:
+        stats = DayStats.empty(n)
+    stats.put(grid.meters, on_grid)
+    return meters, stats
+
+
+def _day_stats(meters: MeterCodes, t: np.ndarray, v: np.ndarray, ds: int, de: int, night: tuple[int, int],
+               params: LeakParams) -> DayStats:
+    """:class:`DayStats` (length ``len(meters.ids)``) of sorted readings, interval by interval."""
+    iv = params.intervals(meters, t, v, window=(ds, de))
     n = len(iv.ids)
     c, s, e, vol, rate = iv.code, iv.start, iv.end, iv.volume_l, iv.rate_l_per_h
     if not iv.known.all():  # unknown intervals are rare: copy the rest only when there are some
@@ -184,23 +256,69 @@ def _day_stats(iv: Intervals, ds: int, de: int, night: tuple[int, int], params: 
     # Known rates are finite, so "some interval at zero flow" is "the minimum is at zero flow".
     zero_flow = min_rate <= params.zero_flow_tolerance_l_per_h
 
-    burst_rate, burst_min = _bursts(c, s, e, dur, vol, rate, n, params)
-    return {"coverage": coverage, "volume": volume, "night_flow": night_flow, "min_rate": min_rate,
-            "zero_flow": zero_flow, "burst_rate": burst_rate, "burst_min": burst_min}
+    idx = np.flatnonzero(rate > params.burst_flow_l_per_h)
+    burst_rate, burst_min = _bursts(idx, c[idx], s[idx], e[idx], dur[idx], vol[idx], n, params)
+    has_reading = np.bincount(meters.codes[(t >= ds) & (t < de)], minlength=n) > 0
+    return DayStats(coverage, volume, night_flow, min_rate, zero_flow, burst_rate, burst_min, has_reading)
 
 
-def _bursts(c, s, e, dur, vol, rate, n: int, params: LeakParams) -> tuple[np.ndarray, np.ndarray]:
+def _grid_day_stats(grid: Grid, ds: int, de: int, night: tuple[int, int], params: LeakParams) -> DayStats:
+    """:class:`DayStats` of the meters of ``grid`` (in its order), equal bit for bit to what
+    :func:`_day_stats` gives them.
+
+    Every meter shares the interval bounds, so overlaps with the day and the night are one number
+    per row. Float sums run row after row from zero, the order bincount adds a meter's intervals
+    in, with unknown intervals adding an exact zero.
+    """
+    m = len(grid.meters)
+    start, end, vol, rate, known = params.grid_intervals(grid, window=(ds, de))
+    stats = DayStats.empty(m)
+    stats.has_reading[:] = ((grid.times >= ds) & (grid.times < de)).any()
+    if not len(start):
+        return stats
+    dur = end - start
+    overlap = np.minimum(end, de) - np.maximum(start, ds)
+    night_overlap = (np.minimum(end, night[1]) - np.maximum(start, night[0])).astype(np.float64)
+    known_s = np.zeros(m, dtype=np.int64)
+    night_s, night_l = np.zeros(m), np.zeros(m)
+    for i in range(len(start)):  # an add skipped (unknown interval) is an add of zero in bincount
+        k = known[i]
+        np.add(known_s, overlap[i], out=known_s, where=k)
+        share = vol[i] if overlap[i] == dur[i] else vol[i] * (overlap[i] / dur[i])
+        np.add(stats.volume, share, out=stats.volume, where=k)
+        if night_overlap[i] > 0:
+            np.add(night_s, night_overlap[i], out=night_s, where=k)
+            np.add(night_l, vol[i] * night_overlap[i] / dur[i], out=night_l, where=k)
+    stats.coverage[:] = known_s / (de - ds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stats.night_flow[:] = np.where(night_s > 0, night_l / night_s * 3600.0, np.nan)
+    stats.min_rate[:] = np.fmin.reduce(rate, axis=0)
+    stats.zero_flow[:] = stats.min_rate <= params.zero_flow_tolerance_l_per_h
+    # Few meters ever pass the threshold: find them by their peak, then their intervals.
+    hot = np.flatnonzero(np.fmax.reduce(rate, axis=0) > params.burst_flow_l_per_h)
+    row, col = np.nonzero(rate[:, hot] > params.burst_flow_l_per_h)
+    order = np.lexsort((row, col))  # meter by meter, as _day_stats sees them
+    row, col = row[order], hot[col[order]]
+    stats.burst_rate[:], stats.burst_min[:] = _bursts(col * len(start) + row, col, start[row], end[row], dur[row],
+                                                      vol[row, col], m, params)
+    return stats
+
+
+def _bursts(pos, c, s, e, dur, vol, n: int, params: LeakParams) -> tuple[np.ndarray, np.ndarray]:
     """Per meter: the highest sustained flow (L/h) of its bursts and that burst's length (min), NaN
     without a burst. A burst is a run of consecutive intervals above the threshold lasting at least
-    the minimum duration; each run counts by its own length."""
-    idx = np.flatnonzero(rate > params.burst_flow_l_per_h)  # few: runs are found among them only
-    ci, si, ei = c[idx], s[idx], e[idx]
-    follows = (idx[1:] == idx[:-1] + 1) & (ci[1:] == ci[:-1]) & (si[1:] == ei[:-1])
-    run_start = np.r_[True, ~follows] if len(idx) else np.zeros(0, dtype=bool)
+    the minimum duration; each run counts by its own length.
+
+    The intervals above the threshold, in meter-then-time order: ``pos`` their positions in the
+    sequence of known intervals (consecutive intervals have consecutive positions), ``c`` their
+    meter code, ``s``/``e`` bounds and ``dur`` length (epoch s), ``vol`` volume (L).
+    """
+    follows = (pos[1:] == pos[:-1] + 1) & (c[1:] == c[:-1]) & (s[1:] == e[:-1])
+    run_start = np.r_[True, ~follows] if len(pos) else np.zeros(0, dtype=bool)
     run = np.cumsum(run_start) - 1
-    run_s = _sum_by(run, dur[idx], 0)
-    run_v = _sum_by(run, vol[idx], 0)
-    run_code = ci[run_start]
+    run_s = _sum_by(run, dur, 0)
+    run_v = _sum_by(run, vol, 0)
+    run_code = c[run_start]
     ok = run_s >= params.burst_min_duration_min * 60.0
     burst_rate, burst_min = np.full(n, np.nan), np.full(n, np.nan)
     if ok.any():
@@ -220,31 +338,89 @@ def _history_matrix(history: pd.DataFrame | None, ids: np.ndarray, first: date, 
     missing = {"meter_id", "day", "volume_l"} - set(history.columns)
     if missing:
         raise ValueError(f"history lacks column(s) {sorted(missing)}; expected meter_id, day, volume_l[, coverage]")
-    codes, seen = pd.factorize(history["meter_id"].astype(str).to_numpy(dtype=object))
-    # Each distinct id looked up once in the fleet, not once per row (-1, a missing id, stays -1).
-    m = np.append(pd.Index(ids, dtype=object).get_indexer(seen), -1)[codes]
-    j = _day_offsets(history["day"].to_numpy(dtype=object), first)
     volume_l = history["volume_l"].to_numpy(dtype=np.float64)
     coverage = history["coverage"].to_numpy(dtype=np.float64) if "coverage" in history.columns else None
+    block_days = _fleet_day_blocks(history, ids)
+    if block_days is not None:  # one column per block, no per-row position
+        j = _offsets(history["day"].cat.categories, first)[block_days]
+        vols = volume_l.reshape(len(j), len(ids))
+        covs = None if coverage is None else coverage.reshape(len(j), len(ids))
+        keep = (j >= 0) & (j < n_days)
+        if not keep.all():
+            j, vols, covs = j[keep], vols[keep], None if covs is None else covs[keep]
+        if covs is None:
+            covs = np.where(np.isnan(vols), np.nan, 1.0)
+        if len(j) and (np.diff(j) == 1).all():  # consecutive days: one transposing copy, ~7× faster
+            vol[:, j[0]:j[-1] + 1], cov[:, j[0]:j[-1] + 1] = vols.T, covs.T
+        else:  # a day missing or twice: block by block, the later block winning as a repeated point does
+            for b in range(len(j)):
+                vol[:, j[b]], cov[:, j[b]] = vols[b], covs[b]
+        return vol, cov
+    m = _rows_of(history["meter_id"], ids)
+    j = _day_offsets(history["day"], first)
     keep = (m >= 0) & (j >= 0) & (j < n_days)
     if not keep.all():
         m, j, volume_l = m[keep], j[keep], volume_l[keep]
         coverage = None if coverage is None else coverage[keep]
-    vol[m, j] = volume_l
-    cov[m, j] = coverage if coverage is not None else np.where(np.isnan(vol[m, j]), np.nan, 1.0)
+    at = m * n_days + j  # flat positions: a 1-D scatter is ~3× cheaper than a 2-D one
+    vol.reshape(-1)[at] = volume_l
+    cov.reshape(-1)[at] = coverage if coverage is not None else np.where(np.isnan(vol.reshape(-1)[at]), np.nan, 1.0)
     return vol, cov
+
+
+def _fleet_day_blocks(history: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
+    """The day code of each block when ``history`` is blocks of one day, each listing every meter
+    of ``ids`` in order — read_history's frame for a fleet checked every day — else ``None``.
+    Needs categorical ``meter_id`` and ``day`` (integer comparisons only)."""
+    meter_id, day = history["meter_id"], history["day"]
+    n = len(ids)
+    if not (isinstance(meter_id.dtype, pd.CategoricalDtype) and isinstance(day.dtype, pd.CategoricalDtype)):
+        return None
+    if n == 0 or len(history) % n or len(meter_id.cat.categories) != n:
+        return None
+    if not (np.asarray(meter_id.cat.categories, dtype=object) == ids).all():
+        return None
+    if not (meter_id.cat.codes.to_numpy().reshape(-1, n) == np.arange(n)).all():
+        return None
+    day_code = day.cat.codes.to_numpy().reshape(-1, n)
+    if not (day_code == day_code[:, :1]).all():
+        return None
+    return day_code[:, 0]
+
+
+def _rows_of(meter_id: pd.Series, ids: np.ndarray) -> np.ndarray:
+    """Position in ``ids`` (sorted, unique) of each row's meter, −1 when absent or missing.
+
+    Each distinct id is looked up once in the fleet, not once per row: a categorical column (as
+    read_history gives) has them already, a text one is factorized first.
+    """
+    if isinstance(meter_id.dtype, pd.CategoricalDtype):
+        codes = meter_id.cat.codes.to_numpy()
+        seen = np.asarray(meter_id.cat.categories.astype(str), dtype=object)
+    else:
+        codes, seen = pd.factorize(meter_id.astype(str).to_numpy(dtype=object))
+    if len(seen) == len(ids) and (seen == ids).all():  # the same fleet as the readings: no lookup
+        at = np.arange(len(ids))
+    else:
+        at = pd.Index(ids, dtype=object).get_indexer(seen)
+    return np.append(at, -1)[codes]  # code -1 (missing) → the last, −1
 
 
 #: Rows compared before paying a full pass to find runs of one day.
 _RUN_PROBE = 4096
 
 
-def _day_offsets(days: np.ndarray, first: date) -> np.ndarray:
-    """Days from ``first`` to each of ``days`` (date-like objects), int64, −1 where missing.
+def _day_offsets(day: pd.Series, first: date) -> np.ndarray:
+    """Days from ``first`` to each of ``day`` (date-like values), int64, −1 where missing.
 
     Few distinct days: each is converted once, not millions of date objects. read_history gives
-    them day by day, in long runs, which comparing neighbours finds ~3× faster than hashing.
+    them as a categorical (codes as they are); date objects come day by day, in long runs, which
+    comparing neighbours finds ~3× faster than hashing.
     """
+    if isinstance(day.dtype, pd.CategoricalDtype):
+        labels, codes = day.cat.categories, day.cat.codes.to_numpy()
+        return _offsets(labels, first)[codes]
+    days = day.to_numpy(dtype=object)
     head = days[:_RUN_PROBE]
     starts = None
     if len(days) and 2 * np.count_nonzero(head[1:] != head[:-1]) <= len(head):
@@ -253,8 +429,13 @@ def _day_offsets(days: np.ndarray, first: date) -> np.ndarray:
         labels, codes = days[starts], np.repeat(np.arange(len(starts)), np.diff(starts, append=len(days)))
     else:
         codes, labels = pd.factorize(days)
+    return _offsets(labels, first)[codes]
+
+
+def _offsets(labels, first: date) -> np.ndarray:
+    """Days from ``first`` to each label, then −1 (for code −1, a missing day)."""
     offsets = [-1 if pd.isna(d) else (pd.Timestamp(d).date() - first).days for d in labels]
-    return np.array(offsets + [-1], dtype=np.int64)[codes]  # code -1 (missing) → the last, −1
+    return np.array(offsets + [-1], dtype=np.int64)
 
 
 def _abnormal(vol: np.ndarray, cov: np.ndarray, params: LeakParams):
@@ -272,7 +453,10 @@ def _abnormal(vol: np.ndarray, cov: np.ndarray, params: LeakParams):
     n = len(vol)
     usable = cov >= params.min_coverage
     usable &= ~np.isnan(vol)
-    counted = usable.reshape(n, k + 1, p).sum(axis=2)
+    by_period = usable.reshape(n, k + 1, p)
+    counted = by_period[:, :, 0].astype(np.int64)
+    for d in range(1, p):  # day by day: ~3× faster than a sum over a short last axis
+        counted += by_period[:, :, d]
     evaluable = (counted >= params.min_coverage * p).all(axis=1)
     # Volumes only for the meters that can be judged (none while history is still building up).
     rows = np.flatnonzero(evaluable)
@@ -295,25 +479,41 @@ def _meter_flags(alarms: pd.DataFrame, ids: np.ndarray, ds: int, de: int) -> np.
     if missing:
         raise ValueError(f"alarms lack column(s) {sorted(missing)}; expected meter_id, time, alarms")
     t = alarms["time"].to_numpy(dtype=np.int64)
-    text = alarms["alarms"].to_numpy(dtype=object)
-    # Text compared on the day's rows only, without gathering them (alarms may be all the readings).
-    on_day = (t >= ds) & (t < de)
-    raised = np.flatnonzero(np.not_equal(text, "", out=np.zeros(len(text), dtype=bool), where=on_day))
-    raised = raised[pd.notna(text[raised])]
+    column = alarms["alarms"]
+    if isinstance(column.dtype, pd.CategoricalDtype):  # read_indices': a few distinct texts, compared once
+        labels = np.asarray(column.cat.categories, dtype=object)
+        raising = np.array([isinstance(x, str) and x != "" for x in labels] + [False])  # code −1 last
+        codes = column.cat.codes.to_numpy()
+        blank = np.flatnonzero(labels == "")
+        # Rows with a flag are few: find them by code first, then look at their time.
+        raised = np.flatnonzero(codes != blank[0]) if len(blank) else np.arange(len(codes))
+        raised = raised[raising[codes[raised]]]
+        raised = raised[(t[raised] >= ds) & (t[raised] < de)]
+        text = labels[codes[raised]]
+    else:
+        on_day = (t >= ds) & (t < de)
+        every = column.to_numpy(dtype=object)
+        # Text compared on the day's rows only, without gathering them (alarms may be all the readings).
+        raised = np.flatnonzero(np.not_equal(every, "", out=np.zeros(len(every), dtype=bool), where=on_day))
+        raised = raised[pd.notna(every[raised])]
+        text = every[raised]
     mask = np.zeros(len(ids), dtype=np.int64)
     if len(raised):
-        owner = _positions(ids, alarms["meter_id"].to_numpy(dtype=object)[raised])
-        tokens = pd.Series(text[raised]).str.split().explode()
-        owner = owner[tokens.index.to_numpy()]
-        for bit, flag in enumerate(LEAK_FLAGS):
-            hit = (tokens == str(flag)).to_numpy() & (owner >= 0)
+        owner = _positions(ids, np.asarray(alarms["meter_id"].array[raised], dtype=object))
+        # Few distinct texts: each split once into the bits of the flags it lists.
+        which, texts = pd.factorize(text)
+        names = [str(f) for f in LEAK_FLAGS]
+        bits = np.array([sum(1 << i for i, f in enumerate(names) if f in x.split()) for x in texts], dtype=np.int64)
+        row_bits = bits[which]
+        for bit in range(len(LEAK_FLAGS)):
+            hit = (row_bits >> bit & 1).astype(bool) & (owner >= 0)
             mask |= (np.bincount(owner[hit], minlength=len(ids)) > 0).astype(np.int64) << bit
     return mask
 
 
 def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakParams,
                  history: pd.DataFrame | None = None, meter_ids: list[str] | None = None,
-                 alarms: pd.DataFrame | None = None) -> pd.DataFrame:
+                 alarms: pd.DataFrame | None = None, *, fast_path: bool = True) -> pd.DataFrame:
     """Run the four leak rules for local day ``day`` over every meter at once.
 
     ``readings``: frame of :func:`vigie.store.water.read_indices` covering at least
@@ -333,16 +533,19 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     ``volume_l`` and ``coverage`` are the day's on every rule; ``rate_l_per_h`` is the minimum
     interval flow (continuous_flow), the highest sustained flow (burst), the mean excess flow over
     the period (abnormal_consumption, when the average is known).
+
+    Meters reading at the same instants are computed as one array (see :func:`_fleet_day`);
+    ``fast_path=False`` computes every meter interval by interval instead, with the same results.
+    Categorical ``meter_id``/``alarms``/``day`` columns, as the readers return them, are read
+    through their codes.
     """
-    meters, t, v = sorted_readings(readings)
+    check_readings(readings)
     ds, de = local_midnight(day, tz), local_midnight(day + timedelta(days=1), tz)
-    iv = params.intervals(meters, t, v, window=(ds, de))
+    night = (_local_ts(day, NIGHT_START, tz), _local_ts(day, NIGHT_END, tz))
+    meters, st = _fleet_day(readings, ds, de, night, params, fast_path)
     ids = meters.ids
     all_ids, where = _union_ids(ids, meter_ids)  # where: readings' meter code → position in all_ids
     n, n_all = len(ids), len(all_ids)
-
-    night = (_local_ts(day, NIGHT_START, tz), _local_ts(day, NIGHT_END, tz))
-    st = _day_stats(iv, ds, de, night, params)
 
     def widen(a: np.ndarray, fill) -> np.ndarray:
         out = np.full(n_all, fill, dtype=a.dtype)
@@ -350,9 +553,9 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
         return out
 
     has_data = widen(np.ones(n, dtype=bool), False)
-    coverage = widen(st["coverage"], 0.0)
-    volume = np.where(coverage > 0, widen(st["volume"], np.nan), np.nan)
-    night_flow = widen(st["night_flow"], np.nan)
+    coverage = widen(st.coverage, 0.0)
+    volume = np.where(coverage > 0, widen(st.volume, np.nan), np.nan)
+    night_flow = widen(st.night_flow, np.nan)
     enough = coverage >= params.min_coverage
 
     # Shared "not enough data" status and detail for the three flow rules.
@@ -363,14 +566,14 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     base_detail[~has_data] = "no readings"
 
     # continuous_flow
-    cf_rate = widen(st["min_rate"], np.nan)
-    cf_leak = enough & ~widen(st["zero_flow"], False)
+    cf_rate = widen(st.min_rate, np.nan)
+    cf_leak = enough & ~widen(st.zero_flow, False)
     cf_status, cf_detail = base_status.copy(), base_detail.copy()
     cf_status[cf_leak] = _LEAK
     cf_detail[cf_leak] = _fmt("no zero-flow interval; minimum flow %.1f L/h", cf_rate[cf_leak])
 
     # burst
-    b_rate, b_min = widen(st["burst_rate"], np.nan), widen(st["burst_min"], np.nan)
+    b_rate, b_min = widen(st.burst_rate, np.nan), widen(st.burst_min, np.nan)
     b_leak = enough & ~np.isnan(b_rate)
     b_status, b_detail = base_status.copy(), base_detail.copy()
     b_status[b_leak] = _LEAK
@@ -380,9 +583,13 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     # abnormal_consumption
     first_hist = day - timedelta(days=params.history_days)
     # One column per day, D last: its own volume and coverage, never a history row for D.
-    day_vol, day_cov = _history_matrix(history, all_ids, first_hist, params.history_days + 1)
-    day_vol[:, -1], day_cov[:, -1] = volume, coverage
-    ab_leak, evaluable, current, average = _abnormal(day_vol, day_cov, params)
+    if history is None or history.empty:  # no comparable period: no meter can be judged
+        ab_leak, evaluable = np.zeros(n_all, dtype=bool), np.zeros(n_all, dtype=bool)
+        current, average = np.full(n_all, np.nan), np.full(n_all, np.nan)
+    else:
+        day_vol, day_cov = _history_matrix(history, all_ids, first_hist, params.history_days + 1)
+        day_vol[:, -1], day_cov[:, -1] = volume, coverage
+        ab_leak, evaluable, current, average = _abnormal(day_vol, day_cov, params)
     ab_leak &= enough
     ab_status, ab_detail = base_status.copy(), base_detail.copy()
     no_hist = enough & ~evaluable
@@ -400,7 +607,7 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     if alarms is None and "alarms" in readings.columns:
         alarms = readings
     if alarms is not None:
-        has_reading = widen(np.bincount(meters.codes[(t >= ds) & (t < de)], minlength=n) > 0, False)
+        has_reading = widen(st.has_reading, False)
         mask = widen(_meter_flags(alarms, ids, ds, de), 0)
         table = np.array([" ".join(str(f) for i, f in enumerate(LEAK_FLAGS) if m >> i & 1)
                           for m in range(1 << len(LEAK_FLAGS))], dtype=object)
@@ -417,18 +624,21 @@ def detect_leaks(readings: pd.DataFrame, day: date, tz: ZoneInfo, params: LeakPa
     def interleave(cols: list[np.ndarray]) -> np.ndarray:  # meter-major, rules in order
         return np.column_stack(cols).ravel()
 
-    frame = pd.DataFrame({
-        "meter_id": np.repeat(all_ids, k),
-        "day": np.full(n_all * k, day, dtype=object),
-        "rule": np.tile(np.array([str(r) for r in rules], dtype=object), n_all),
-        "status": interleave([b[0] for b in blocks]),
+    def text(values: np.ndarray) -> pd.Series:
+        # Typed once, not inferred column by column by the DataFrame constructor (~2× its cost).
+        return pd.Series(values, dtype="str", copy=False)
+
+    return pd.DataFrame({
+        "meter_id": text(np.repeat(all_ids, k)),
+        "day": pd.Series(np.full(n_all * k, day, dtype=object), dtype=object, copy=False),
+        "rule": text(np.tile(np.array([str(r) for r in rules], dtype=object), n_all)),
+        "status": text(interleave([b[0] for b in blocks])),
         "rate_l_per_h": interleave([b[2] for b in blocks]),
         "night_flow_l_per_h": np.repeat(np.where(has_data, night_flow, np.nan), k),
         "volume_l": np.repeat(volume, k),
         "coverage": np.repeat(coverage, k),
-        "detail": interleave([b[1] for b in blocks]),
-    })
-    return frame
+        "detail": text(interleave([b[1] for b in blocks])),
+    }, copy=False)
 
 
 def to_check_results(frame: pd.DataFrame) -> list[CheckResult]:

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vigie.analytics.intervals import bucket_edges, compute_intervals, consumption_buckets, local_midnight
+from vigie.analytics.intervals import (bucket_edges, compute_intervals, consumption_buckets, fleet_grid,
+                                       grid_intervals, intervals_of, local_midnight, sorted_readings)
 
 PARIS = ZoneInfo("Europe/Paris")
 T0 = int(datetime(2026, 6, 10, tzinfo=ZoneInfo("UTC")).timestamp())
@@ -132,3 +133,40 @@ def test_buckets_split_intervals_pro_rata_and_show_gaps():
     assert b.volume_l[3:].isna().all()
     with pytest.raises(ValueError, match="resolution"):
         consumption_buckets(compute_intervals(df), day, day, PARIS, "week")
+
+
+def test_categorical_ids_are_read_through_their_codes():
+    rows = steady("b", 900, 3, 4.0) + steady("a", 900, 3, 8.0)
+    df = frame(rows)
+    plain = compute_intervals(df)
+    # Categories unsorted and one without rows, as a filtered reader's frame may have.
+    df["meter_id"] = pd.Categorical(df["meter_id"], categories=["zz", "b", "a"])
+    pd.testing.assert_frame_equal(compute_intervals(df), plain)
+    df.loc[0, "meter_id"] = None
+    with pytest.raises(ValueError, match="meter_id missing in 1"):
+        compute_intervals(df)
+
+
+def test_grid_intervals_are_each_meters_own():
+    """Meters reading at the same instants, as one intervals × meters array: the same numbers as
+    interval by interval, through jitter, a rollover, a replacement, a jump and a gap."""
+    times = [0, 3600, 7200, 10800, 25200, 28800]  # a 4-hour gap before the fifth reading
+    rows = ([("jitter", s, v) for s, v in zip(times, [5.0, 5.01, 5.008, 5.02, 5.03, 5.05])]
+            + [("roll", s, v) for s, v in zip(times, [99999.99, 0.002, 0.01, 0.02, 0.03, 0.04])]
+            + [("repl", s, v) for s, v in zip(times, [812.0, 812.01, 0.003, 0.01, 0.02, 0.03])]
+            + [("jump", s, v) for s, v in zip(times, [1.0, 1.01, 31.0, 31.01, 31.02, 31.03])])
+    meters, t, v = sorted_readings(frame(rows))
+    grid = fleet_grid(meters, frame(rows).sort_values(["meter_id", "time"], ignore_index=True))
+    assert grid is not None and list(grid.times) == [T0 + s for s in times]
+    limits = {"max_interval_h": 3.0, "reverse_tolerance_l": 5.0, "max_flow_l_per_h": 10_000.0}
+    iv = intervals_of(meters, t, v, **limits)
+    start, end, volume, rate, known = grid_intervals(grid, **limits)
+    np.testing.assert_array_equal(np.tile(start, len(meters.ids)), iv.start)
+    np.testing.assert_array_equal(np.tile(end, len(meters.ids)), iv.end)
+    np.testing.assert_array_equal(volume.T.ravel(), iv.volume_l)  # NaN where unknown, on both
+    np.testing.assert_array_equal(rate.T.ravel(), iv.rate_l_per_h)
+    np.testing.assert_array_equal(known.T.ravel(), iv.known)
+    col = {m: i for i, m in enumerate(meters.ids)}
+    assert not known[3].any()  # the gap
+    assert volume[0, col["roll"]] == pytest.approx(12.0) and volume[1, col["jitter"]] == 0.0
+    assert not known[1, col["repl"]] and not known[1, col["jump"]]

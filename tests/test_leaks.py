@@ -291,6 +291,9 @@ def test_run_leak_check_reads_computes_and_stores(influx_store):
 
     one, flags = read_window(influx_store, day2, PARIS, P, slices=1)
     three, flags3 = read_window(influx_store, day2, PARIS, P, slices=3)
+    # Ids parsed into categories (sorted), also when slices are joined.
+    assert all(isinstance(f.meter_id.dtype, pd.CategoricalDtype) and f.meter_id.cat.categories.is_monotonic_increasing
+               for f in (one, three))
     key = ["meter_id", "time"]
     pd.testing.assert_frame_equal(one.sort_values(key, ignore_index=True), three.sort_values(key, ignore_index=True))
     written = df.drop_duplicates(key)
@@ -301,6 +304,7 @@ def test_run_leak_check_reads_computes_and_stores(influx_store):
 
     hist = read_history(influx_store, day1, day1, PARIS)
     assert set(hist.meter_id) == {"drip", "home", "ghost"} and set(hist.day) == {day1}
+    assert isinstance(hist.meter_id.dtype, pd.CategoricalDtype) and isinstance(hist.day.dtype, pd.CategoricalDtype)
 
     both = run_leak_checks(influx_store, day1, day2, settings)
     assert [c.day for c in both] == [day1] * 8 + [day2] * 8
