@@ -20,8 +20,8 @@ from pandas.api.types import union_categoricals
 
 from vigie.analytics.leaks import LeakParams, detect_leaks, to_check_results
 from vigie.records import CheckResult, LeakRule
-from vigie.store.influx import InfluxStore, quote_ident, quote_str, time_literal
-from vigie.store.water import CHECK, READING, write_checks
+from vigie.store.influx import InfluxStore, quote_str, time_literal
+from vigie.store.water import CHECK, READING, source, write_checks
 
 #: Parallel time slices for the day's read: one per core, InfluxDB being the bottleneck.
 READ_SLICES = max(1, min(4, os.cpu_count() or 1))
@@ -96,7 +96,7 @@ def _select(store: InfluxStore, measurement: str, fields: dict, bounds: tuple[da
     """Columns ``meter_id`` (categorical of str, categories sorted), ``time`` (int64 epoch s) and
     ``fields`` (name → dtype) of the points of ``measurement`` with ``bounds[0] <= time < bounds[1]``
     [and ``condition``]."""
-    q = (f"SELECT meter_id, {', '.join(fields)} FROM {quote_ident(measurement)} "
+    q = (f"SELECT meter_id, {', '.join(fields)} FROM {source(store, measurement)} "
          f"WHERE time >= {time_literal(bounds[0])} AND time < {time_literal(bounds[1])}"
          + (f" AND {condition}" if condition else ""))
     df = store.query_csv(q, epoch="s", dtypes={"meter_id": "category", **fields})

@@ -65,7 +65,7 @@ from vigie.analytics.leaks import WARSMANN_FACTOR, LeakParams, detect_leaks, to_
 from vigie.config import Settings  # noqa: E402
 from vigie.records import LeakRule  # noqa: E402
 from vigie.store import InfluxStore  # noqa: E402
-from vigie.store.water import READING, check_line, read_indices, write_checks  # noqa: E402
+from vigie.store.water import CHECK, READING, check_line, read_indices, source, write_checks  # noqa: E402
 
 TZ = ZoneInfo("Europe/Paris")
 DAY = date(2026, 6, 10)
@@ -285,7 +285,8 @@ def influx_section(args, df) -> list[tuple[str, float, str]]:
         svc = services.influxdb(workdir).start()
         services.wait_influx_ready(svc)
         url = services.influx_url(svc)
-    store = InfluxStore(url, f"bench_leaks_{uuid.uuid4().hex[:8]}", retention_policy="vigie_raw", timeout=600)
+    store = InfluxStore(url, f"bench_leaks_{uuid.uuid4().hex[:8]}", retention_policy="vigie_raw", timeout=600,
+                        policies=Settings(_env_file=None).influx_extra_policies())
     rows: list[tuple[str, float, str]] = []
     try:
         store.ensure_database("INF")
@@ -299,7 +300,7 @@ def influx_section(args, df) -> list[tuple[str, float, str]]:
             a = perf_counter()
             lines = history_lines(np.asarray(df["meter_id"].cat.categories, dtype=object), LeakParams().history_days)
             for i in range(0, len(lines), 20_000):
-                store.write_lines(lines[i:i + 20_000])
+                store.write_lines(lines[i:i + 20_000], retention_policy=store.policy_for("aggregates"))
             rows.append(("write stored history (continuous_flow results)", perf_counter() - a,
                          f"{len(lines):,} points"))
             del lines
@@ -342,7 +343,7 @@ def influx_section(args, df) -> list[tuple[str, float, str]]:
             ("write_checks", t_write, f"of which {t_lines:.2f} s building lines (a Point each)"),
             ("run_leak_check total", t_total, "read + history + compute + records + write"),
         ]
-        stored = store.query_json(f'SELECT count("status") FROM "leak_check" WHERE rule = '
+        stored = store.query_json(f'SELECT count("status") FROM {source(store, CHECK)} WHERE rule = '
                                   f"'{LeakRule.CONTINUOUS_FLOW}'")
         rows.append(("stored continuous_flow results", float("nan"), str(stored[0]["values"][0][1])))
     finally:

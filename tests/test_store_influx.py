@@ -104,3 +104,12 @@ def test_reading_a_database_that_does_not_exist_is_an_error_not_no_data(influx_s
     assert err.value.status == 404
     assert read_indices(influx_store, datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 2, tzinfo=UTC)).empty
     missing.close()
+
+
+def test_check_results_live_in_the_aggregates_policy(influx_store):
+    tz = ZoneInfo("Europe/Paris")
+    write_checks(influx_store, [CheckResult("m1", date(2026, 3, 1), LeakRule.CONTINUOUS_FLOW, CheckStatus.OK,
+                                            volume_l=100.0, coverage=1.0)], tz)
+    assert influx_store.query_json('SELECT count("status") FROM "vigie_raw"."leak_check"') == []
+    assert influx_store.query_json('SELECT count("status") FROM "vigie_aggregates"."leak_check"')[0]["values"][0][1] == 1
+    assert [c.volume_l for c in read_checks(influx_store, date(2026, 3, 1), date(2026, 3, 1), tz)] == [100.0]

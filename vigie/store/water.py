@@ -5,7 +5,7 @@
   ``alarms`` (string, normalised flags space-separated, "" when none), ``status`` (string, the
   meter's own status text); timestamp = reading time, precision s. Same meter and second = same
   point, so a re-delivered reading overwrites itself.
-- measurement ``leak_check``: tags ``meter_id``, ``rule``; fields ``status`` (string: leak, ok,
+- measurement ``leak_check`` (aggregates retention policy): tags ``meter_id``, ``rule``; fields ``status`` (string: leak, ok,
   insufficient_data), ``rate_l_per_h``, ``night_flow_l_per_h``, ``volume_l``, ``coverage``
   (floats), ``detail`` (string); timestamp = local midnight starting the checked day, precision s.
 """
@@ -75,10 +75,18 @@ def write_readings(store: InfluxStore, readings: Iterable[MeterReading]) -> None
     store.write_lines([reading_line(r) for r in readings], precision="s")
 
 
+def source(store: InfluxStore, measurement: str) -> str:
+    """``measurement`` as a FROM target: daily check results live in the aggregates retention policy
+    (kept longer than raw readings: the Warsmann rule compares with past periods), readings in the
+    writes' policy."""
+    return store.measurement(measurement, store.policy_for("aggregates") if measurement == CHECK else None)
+
+
 def write_checks(store: InfluxStore, results: Iterable[CheckResult], tz: ZoneInfo) -> None:
+    """Write check results to the aggregates retention policy (5 000 points per request)."""
     lines = [check_line(c, tz) for c in results]
     for i in range(0, len(lines), 5000):
-        store.write_lines(lines[i:i + 5000], precision="s")
+        store.write_lines(lines[i:i + 5000], precision="s", retention_policy=store.policy_for("aggregates"))
 
 
 def _meter_filter(meter_ids: Sequence[str] | None) -> str:
@@ -133,7 +141,7 @@ def read_checks(store: InfluxStore, first_day: date, last_day: date, tz: ZoneInf
     if rules:
         rule_filter = " AND (" + " OR ".join(f"rule = {quote_str(r)}" for r in rules) + ")"
     q = (f"SELECT meter_id, rule, status, rate_l_per_h, night_flow_l_per_h, volume_l, coverage, detail "
-         f"FROM {quote_ident(CHECK)} WHERE time >= {time_literal(start)} AND time < {time_literal(end)}"
+         f"FROM {source(store, CHECK)} WHERE time >= {time_literal(start)} AND time < {time_literal(end)}"
          f"{rule_filter}")
     df = store.query_csv(q, epoch="s", dtypes={"meter_id": str, "rule": str, "status": str, "detail": str})
     out = []
