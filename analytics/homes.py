@@ -12,8 +12,13 @@ Detectors (thresholds learned per home, see ``analytics.routine``):
 
 - ``inactivity`` (high): now − last activity > the home's alert line for the current local
   time-of-day bin (learned high quantile of the longest inactivity in that bin, clamped to
-  floor/ceiling; Cuddihy et al. 2007). Not while away. ``start`` is the first minute the line was
-  crossed since the last activity.
+  floor/ceiling; Cuddihy et al. 2007). Not while away, and not while **asleep**: in bed (the
+  bedroom presence sensor occupied), the last activity in the bedroom, and the local time before
+  the home's learned wake-up deadline — lying in bed until then is sleep, however late it is
+  compared with the days the morning bins were learned from, and the ``no_wakeup`` detector is the
+  one responsible for that window. A fall (out of bed, in the bathroom) releases the bed sensor
+  and is never masked; a home without a bed sensor is never asleep. ``start`` is the first minute
+  the line was crossed, outside sleep, since the last activity.
 - ``no_wakeup`` (high): local time past the learned wake-up deadline (median + k·spread + margin)
   and no activity since the learned earliest wake-up, today; not while away. Holds until midnight.
 - ``long_bathroom`` (high, possible fall): the last activity is in the bathroom and the stay (from
@@ -25,8 +30,9 @@ Detectors (thresholds learned per home, see ``analytics.routine``):
 - ``water_leak`` (medium): a water-leak sensor's last report is wet.
 - ``sensor_silent`` (low, staff only): no message from a sensor for longer than its learned
   expected gap × factor (floor, default for sparse sensors).
-- ``decline`` (low, daily check-in): mean daily activity of the last days below (1 − drop) × the
-  learned level (computed when learning; raised from its ``decline_since``).
+- ``decline`` (low, daily check-in): mean motion detections per day of the last 3 days well below
+  a reference level learned from days before a 2-week gap (``analytics.routine``, "Decline";
+  computed when learning, raised from its ``decline_since``; ``normal`` is the reference mean).
 
 Sources: Cuddihy P., Weisenberg J., Graichen C., Ganesh M., "Algorithm to automatically detect
 abnormally long periods of inactivity in a home", HealthCare Systems Engineering (SIGMOBILE) 2007;
@@ -50,8 +56,8 @@ import numpy as np
 import pandas as pd
 
 from vigie.analytics.routine import (
-    DAY_S, K_WATER, R_BATHROOM, ROOMS, HomeRoutines, LastIndex, activity_of, in_window, last_time,
-    local_seconds, prepare,
+    DAY_S, K_WATER, R_BATHROOM, R_BEDROOM, ROOMS, HomeRoutines, LastIndex, activity_of, in_window,
+    last_time, local_seconds, prepare,
 )
 from vigie.records import HOME_EVENT_SEVERITY, HomeEvent, HomeEventKind
 
@@ -148,20 +154,30 @@ def detect_at(events: pd.DataFrame, routines: HomeRoutines, q_home: np.ndarray, 
                         threshold=np.asarray(threshold, float)[idx],
                         sensor=np.full(idx.size, -1) if sensor is None else np.asarray(sensor)[idx]))
 
-    # ---- inactivity (Cuddihy et al. 2007) ----
+    # Asleep: in bed (fallback: the state at learning time when the events given hold no bed
+    # report), last activity in the bedroom, before the wake-up deadline. Nothing but an activity
+    # changes the bed state or the last room, so "sleeping" holds since the last activity.
+    wake = routines.wake
+    deadline, lo = wake["deadline_s"].to_numpy()[q_home], wake["lo_s"].to_numpy()[q_home]
+    bi = act.bed_index.query(q_home, q_time)
+    in_bed = np.where(bi >= 0, act.bed_occupied[np.maximum(bi, 0)] if act.bed_occupied.size else False,
+                      (routines.now <= q_time) & la["in_bed"].to_numpy(dtype=bool)[q_home])
+    sleeping = has_last & in_bed & (last_room == R_BEDROOM)
+    asleep = sleeping & (q_sod < deadline)
+
+    # ---- inactivity (Cuddihy et al. 2007), not while asleep ----
     thr_tab = routines.inactivity_threshold_s.to_numpy()
     q_tab = routines.inactivity_q_s.to_numpy()
     thr = thr_tab[q_home, q_bin]
-    inact = has_last & ~away & (elapsed > thr)
+    inact = has_last & ~away & ~asleep & (elapsed > thr)
     onset = np.full(Q, np.nan)
     if inact.any():
-        onset[inact] = _inactivity_onset(last_t[inact], q_time[inact], thr_tab[q_home[inact]], tz,
-                                         rp.bin_s, params.inactivity_onset_step_s)
+        onset[inact] = _inactivity_onset(last_t[inact], q_time[inact], thr_tab[q_home[inact]],
+                                         np.where(sleeping, deadline, -1.0)[inact], tz, rp.bin_s,
+                                         params.inactivity_onset_step_s)
     emit(HomeEventKind.INACTIVITY, inact, onset, elapsed, q_tab[q_home, q_bin], thr)
 
     # ---- no wake-up ----
-    wake = routines.wake
-    deadline, lo = wake["deadline_s"].to_numpy()[q_home], wake["lo_s"].to_numpy()[q_home]
     day_start_loc = q_loc - q_sod
     last_loc = np.where(has_last, local_seconds(np.nan_to_num(last_t).astype(np.int64), tz), -np.inf)
     up_today = last_loc >= day_start_loc + lo
@@ -201,7 +217,7 @@ def detect_at(events: pd.DataFrame, routines: HomeRoutines, q_home: np.ndarray, 
     since = lvl["decline_since"].to_numpy(dtype=float)[q_home]
     dec = lvl["decline"].to_numpy(dtype=bool)[q_home] & (q_time >= since)
     emit(HomeEventKind.DECLINE, dec, since, lvl["recent_mean"].to_numpy()[q_home],
-         lvl["mean"].to_numpy()[q_home], lvl["decline_threshold"].to_numpy()[q_home])
+         lvl["reference_mean"].to_numpy()[q_home], lvl["decline_threshold"].to_numpy()[q_home])
 
     # ---- per sensor: water leak and silence ----
     sensors = _sensor_rows(p, routines)
@@ -271,19 +287,25 @@ def _sensor_rows(p, routines: HomeRoutines) -> pd.DataFrame:
                    "silent_after_s"]]
 
 
-def _inactivity_onset(last_t: np.ndarray, now: np.ndarray, thr_rows: np.ndarray, tz: str, bin_s: int,
-                      step: int) -> np.ndarray:
+def _inactivity_onset(last_t: np.ndarray, now: np.ndarray, thr_rows: np.ndarray, sleep_until: np.ndarray,
+                      tz: str, bin_s: int, step: int) -> np.ndarray:
     """First instant (to ``step`` s) after ``last_t`` where the elapsed time exceeded the alert line
-    of the bin it fell in; rows are the raised queries, ``thr_rows`` their homes' lines."""
+    of the bin it fell in, outside sleep; rows are the raised queries, ``thr_rows`` their homes'
+    lines, ``sleep_until`` the local second of day before which a row is asleep (-1: never)."""
     k = int(np.ceil(np.nanmax(now - last_t) / step)) + 1
     grid = last_t[:, None] + step * np.arange(1, k + 1)[None, :]
     grid = np.minimum(grid, now[:, None])
-    g_bin = (local_seconds(grid.astype(np.int64).ravel(), tz) % DAY_S // bin_s).reshape(grid.shape)
-    line = np.take_along_axis(thr_rows, g_bin, axis=1)
-    crossed = grid - last_t[:, None] > line
+    g_sod = (local_seconds(grid.astype(np.int64).ravel(), tz) % DAY_S).reshape(grid.shape)
+    line = np.take_along_axis(thr_rows, g_sod // bin_s, axis=1)
+    asleep = g_sod < sleep_until[:, None]
+    crossed = (grid - last_t[:, None] > line) & ~asleep
     first = np.argmax(crossed, axis=1)
     rows = np.arange(grid.shape[0])
-    prev = np.where(first > 0, grid[rows, np.maximum(first - 1, 0)], last_t)
+    before = np.maximum(first - 1, 0)
+    prev = np.where(first > 0, grid[rows, before], last_t)
+    # Woken by the deadline: the line applies from the deadline's instant on.
+    woke = (first > 0) & asleep[rows, before]
+    prev = np.where(woke, np.maximum(prev, grid[rows, first] - (g_sod[rows, first] - sleep_until)), prev)
     return np.clip(last_t + line[rows, first], prev, grid[rows, first])
 
 

@@ -18,6 +18,26 @@ Water-leak reports are never activity.
 detected in any other room since. A home without an entrance contact is never away. Limitation:
 someone who comes in and collapses before reaching a sensor looks away.
 
+**In bed**: a bedroom presence sensor (bed strap or mat) last reported occupied. Together with the
+last activity being in the bedroom, ``analytics.homes`` reads the time before the home's wake-up
+deadline as sleep (see there).
+
+**Decline** (a soft daily check-in) compares the mean motion detections per day of the last
+``decline_days`` complete days with a *reference* level learned from the window's days that ended
+at least ``decline_reference_gap_days`` before them: the routine is relearned daily, so a baseline
+taken from all earlier days of the window already holds the first declining days and follows a
+slow decline down; with a 14-day gap a decline that began within the last two weeks has not
+entered the reference yet. Motion detections (not every activity event) measure how much the
+person moves about: bed, chair, door and appliance changes follow fixed routines (bedtime, meals)
+that persist when the person moves less (daily motion-sensor counts as the activity measure, as in
+Skubic, Guevara & Rantz, "Automated health alerts using in-home sensor data for embedded health
+assessment", IEEE J. Transl. Eng. Health Med. 2015;3:2700111, which alerts on changes from each
+resident's own baseline). Only motion sensors that sent messages on every recent day count, on
+every day, so a dead battery (a ``sensor_silent`` event for staff) is not read as a decline. A
+decline is raised when the recent mean is both ``decline_drop`` below the reference mean and
+``decline_z`` standard errors below it (reference sd · √(1/n_recent + 1/n_reference)). The gap,
+the 3-day span, the 30 % drop and the z test are our own rule, not a published one.
+
 Local time is DST-correct: every time of day is the wall-clock time in ``tz`` of the instant.
 
 Method sources: inactivity by time of day follows Cuddihy et al. 2007 (per-home learned model of
@@ -72,7 +92,8 @@ class RoutineParams:
     default_rest_start_h: float = 22.0
     default_rest_end_h: float = 10.0
     # Wake-up: first activity in [wake_from, wake_to) not followed within back_to_bed_s by a
-    # bedroom activity that starts ≥ sleep_gap_s of inactivity (a night trip to the toilet).
+    # bedroom activity after which nothing happens outside the bedroom for ≥ sleep_gap_s (a night
+    # trip to the toilet).
     wake_from_h: float = 4.0
     wake_to_h: float = 14.0
     back_to_bed_s: float = 1_800.0
@@ -92,11 +113,13 @@ class RoutineParams:
     default_bathroom_day_s: float = 45 * 60.0
     # Night exits (entrance opened at night, nothing inside within this).
     night_exit_return_s: float = 1_800.0
-    # Daily level and decline.
+    # Daily level and decline (module docstring, "Decline").
     away_day_fraction: float = 0.5        # days away longer than this are left out of levels
-    decline_days: int = 3                 # the recent days compared…
-    decline_min_baseline_days: int = 7    # …with at least this many earlier days
-    decline_drop: float = 0.4             # decline when recent mean < (1 − drop) × baseline mean
+    decline_days: int = 3                 # the recent days (all needed), compared…
+    decline_reference_gap_days: int = 14  # …with the window's days older than this before their end
+    decline_min_baseline_days: int = 7    # (at least this many reference days)
+    decline_drop: float = 0.3             # decline: recent mean < (1 − drop) × reference mean…
+    decline_z: float = 3.0                # …and below it by ≥ z standard errors of the difference
     # Sensors silent: q-quantile of the gaps between a sensor's messages × factor, ≥ floor.
     silent_quantile: float = 0.99
     silent_factor: float = 3.0
@@ -112,6 +135,8 @@ class RoutineParams:
                 raise ValueError(f"{name} must be in (0, 1]")
         if self.inactivity_floor_s > self.inactivity_ceiling_s:
             raise ValueError("inactivity_floor_s must not exceed inactivity_ceiling_s")
+        if self.decline_days < 1 or self.decline_reference_gap_days < self.decline_days:
+            raise ValueError("decline_days must be ≥ 1 and ≤ decline_reference_gap_days")
 
     @property
     def bin_s(self) -> int:
@@ -140,12 +165,15 @@ class HomeRoutines:
       ``threshold_night_s``;
     - ``night_exits``: ``count``, ``per_night`` in the window;
     - ``daily_activity`` (homes × local dates): activity events per day, NaN for incomplete days or
-      days mostly away; ``activity_level``: ``mean``, ``sd``, ``n_days``, and the decline check
-      ``recent_mean``, ``decline`` (bool), ``decline_threshold``, ``decline_since`` (epoch s UTC,
+      days mostly away; ``daily_motion`` (same shape): motion detections per day of the motion
+      sensors alive on every recent day (the decline measure); ``activity_level``: ``mean``,
+      ``sd``, ``n_days`` of ``daily_activity``, and the decline check on ``daily_motion``:
+      ``reference_mean``, ``reference_sd``, ``reference_days``, ``recent_mean``,
+      ``decline_threshold`` (detections/day), ``decline`` (bool), ``decline_since`` (epoch s UTC,
       the end of the last day counted);
     - ``appliance_use`` (homes × local dates): power rising above threshold + kitchen contact
       openings per day (NaN for incomplete days); ``appliance_level``: ``mean``, ``sd``;
-    - ``last_activity``: ``time`` (epoch s, NaN if none), ``room``, ``away`` at ``now``;
+    - ``last_activity``: ``time`` (epoch s, NaN if none), ``room``, ``away``, ``in_bed`` at ``now``;
     - ``sensors``: one row per (home_id, sensor_id): ``room``, ``kind``, ``n_messages``,
       ``last_seen`` (epoch s), ``expected_gap_s``, ``silent_after_s``.
     """
@@ -164,6 +192,7 @@ class HomeRoutines:
     bathroom: pd.DataFrame
     night_exits: pd.DataFrame
     daily_activity: pd.DataFrame
+    daily_motion: pd.DataFrame
     activity_level: pd.DataFrame
     appliance_use: pd.DataFrame
     appliance_level: pd.DataFrame
@@ -189,6 +218,7 @@ class HomeRoutines:
             wake=cat(self.wake, empty.wake), bathroom=cat(self.bathroom, empty.bathroom),
             night_exits=cat(self.night_exits, empty.night_exits),
             daily_activity=cat(self.daily_activity, empty.daily_activity),
+            daily_motion=cat(self.daily_motion, empty.daily_motion),
             activity_level=cat(self.activity_level, empty.activity_level),
             appliance_use=cat(self.appliance_use, empty.appliance_use),
             appliance_level=cat(self.appliance_level, empty.appliance_level),
@@ -354,7 +384,9 @@ class Activity:
     """The activity rows of a :class:`Prepared`, with each row's context, sorted by (home, time).
 
     ``away_after[i]``: the home is away just after row i; ``bath_entry[i]``: row i is a bathroom
-    activity whose previous activity (same home) was elsewhere or absent.
+    activity whose previous activity (same home) was elsewhere or absent. ``bed_index`` /
+    ``bed_occupied``: every report (heartbeats too) of a bedroom presence sensor and whether it
+    says occupied.
     """
 
     home: np.ndarray
@@ -374,6 +406,8 @@ class Activity:
     bath_entry_rows: np.ndarray
     door_rows: np.ndarray
     inside_rows: np.ndarray
+    bed_index: LastIndex
+    bed_occupied: np.ndarray
 
 
 def activity_of(p: Prepared) -> Activity:
@@ -393,6 +427,7 @@ def activity_of(p: Prepared) -> Activity:
     prev_bath[1:] = bath[:-1] & (home[1:] == home[:-1])
     bath_entry = bath & ~prev_bath
     door_open = is_door & (value >= 0.5)
+    bed = (p.kind == K_PRESENCE) & (p.room == R_BEDROOM)
     rows = np.arange(home.size)
     sub = {}
     for name, m in (("door", is_door), ("door_open", door_open), ("inside", inside), ("bath_entry", bath_entry)):
@@ -405,7 +440,15 @@ def activity_of(p: Prepared) -> Activity:
         door_open_rows=sub["door_open"],
         inside_index=LastIndex(home[sub["inside"]], time[sub["inside"]], p.base),
         bath_entry_index=LastIndex(home[sub["bath_entry"]], time[sub["bath_entry"]], p.base),
-        bath_entry_rows=sub["bath_entry"], door_rows=sub["door"], inside_rows=sub["inside"])
+        bath_entry_rows=sub["bath_entry"], door_rows=sub["door"], inside_rows=sub["inside"],
+        bed_index=LastIndex(p.home[bed], p.time[bed], p.base), bed_occupied=p.value[bed] >= 0.5)
+
+
+def bed_occupied_at(act: Activity, home: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Whether each home's bedroom presence sensor last reported occupied at or before ``t``
+    (False without such a report)."""
+    bi = act.bed_index.query(home, t)
+    return np.where(bi >= 0, act.bed_occupied[np.maximum(bi, 0)] if act.bed_occupied.size else False, False)
 
 
 def group_quantile(group: np.ndarray, values: np.ndarray, n_groups: int, q: float) -> tuple[np.ndarray, np.ndarray]:
@@ -545,12 +588,15 @@ def learn_routines(events: pd.DataFrame, now: int, tz: str = "Europe/Paris", win
     thr = np.where(np.isnan(thr) | limited[:, None], default_thr[None, :], thr)
 
     # ---- wake-up ----
-    nxt_ok = np.zeros(act.home.size, bool)
-    nxt_ok[:-1] = act.home[1:] == act.home[:-1]
-    next_gap = np.full(act.home.size, np.inf)
-    next_gap[:-1] = act.time[1:] - act.time[:-1]
-    next_gap = np.where(nxt_ok, next_gap, now - act.time)
-    back_to_bed = (act.room == R_BEDROOM) & (next_gap >= params.sleep_gap_s)
+    # Back to bed: a bedroom activity with nothing outside the bedroom for sleep_gap_s after it
+    # (movements in bed and a bed sensor settling late stay in the bedroom).
+    outside = np.flatnonzero(act.room != R_BEDROOM)
+    nxt = np.searchsorted(outside, np.arange(act.home.size), side="right")
+    nxt_row = outside[np.minimum(nxt, max(outside.size - 1, 0))] if outside.size else nxt
+    nxt_ok = (nxt < outside.size)
+    nxt_ok[nxt_ok] &= act.home[nxt_row[nxt_ok]] == act.home[nxt_ok]
+    next_out = np.where(nxt_ok, act.time[np.where(nxt_ok, nxt_row, 0)] if act.time.size else 0, now) - act.time
+    back_to_bed = (act.room == R_BEDROOM) & (next_out >= params.sleep_gap_s)
     cs = np.concatenate(([0], np.cumsum(back_to_bed)))
     horizon = act.index.query(a_home, act.time[wi] + int(params.back_to_bed_s))
     returns = cs[horizon + 1] - cs[wi]
@@ -620,16 +666,24 @@ def learn_routines(events: pd.DataFrame, now: int, tz: str = "Europe/Paris", win
         warnings.simplefilter("ignore", RuntimeWarning)
         lvl_mean, lvl_sd = np.nanmean(daily, axis=1), np.nanstd(daily, axis=1, ddof=1)
         app_mean, app_sd = np.nanmean(app, axis=1), np.nanstd(app, axis=1, ddof=1)
-        # Decline: the last decline_days complete days against the complete days before them.
-        last_full = np.flatnonzero(full_day)
-        recent_cols = last_full[-params.decline_days:] if last_full.size else last_full
-        base_cols = last_full[:-params.decline_days] if last_full.size > params.decline_days else last_full[:0]
-        recent = np.nanmean(daily[:, recent_cols], axis=1) if recent_cols.size else np.full(H, np.nan)
-        base_mean = np.nanmean(daily[:, base_cols], axis=1) if base_cols.size else np.full(H, np.nan)
-    n_base = np.sum(~np.isnan(daily[:, base_cols]), axis=1) if base_cols.size else np.zeros(H, int)
-    n_recent = np.sum(~np.isnan(daily[:, recent_cols]), axis=1) if recent_cols.size else np.zeros(H, int)
-    dec_thr = (1 - params.decline_drop) * base_mean
-    decline = (~limited & (n_base >= params.decline_min_baseline_days) & (n_recent == len(recent_cols))
+
+    # ---- decline: recent motion level against a reference the decline has not reached ----
+    last_full = np.flatnonzero(full_day)
+    recent_cols = last_full[-params.decline_days:]
+    ref_cols = (last_full[last_full <= recent_cols[-1] - params.decline_reference_gap_days]
+                if recent_cols.size else last_full[:0])
+    motion = _daily_motion(p, w_start, now, day0, D, recent_cols, H, tz)
+    motion = np.where(day_known & ~mostly_away, motion, np.nan)
+    n_recent = np.sum(~np.isnan(motion[:, recent_cols]), axis=1)
+    n_ref = np.sum(~np.isnan(motion[:, ref_cols]), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        recent = np.nanmean(motion[:, recent_cols], axis=1) if recent_cols.size else np.full(H, np.nan)
+        ref_mean = np.nanmean(motion[:, ref_cols], axis=1) if ref_cols.size else np.full(H, np.nan)
+        ref_sd = np.nanstd(motion[:, ref_cols], axis=1, ddof=1) if ref_cols.size else np.full(H, np.nan)
+        std_err = np.nan_to_num(ref_sd) * np.sqrt(1 / np.maximum(n_recent, 1) + 1 / np.maximum(n_ref, 1))
+    dec_thr = np.minimum((1 - params.decline_drop) * ref_mean, ref_mean - params.decline_z * std_err)
+    decline = (~limited & (n_ref >= params.decline_min_baseline_days) & (n_recent == params.decline_days)
                & (recent < dec_thr))
     decline_since = np.nan
     if recent_cols.size:
@@ -660,15 +714,19 @@ def learn_routines(events: pd.DataFrame, now: int, tz: str = "Europe/Paris", win
                                "threshold_day_s": thr_day, "threshold_night_s": thr_night}, index=idx),
         night_exits=pd.DataFrame({"count": ne_count, "per_night": ne_count / nights}, index=idx),
         daily_activity=pd.DataFrame(daily, index=idx, columns=date_cols),
+        daily_motion=pd.DataFrame(motion, index=idx, columns=date_cols),
         activity_level=pd.DataFrame({"mean": lvl_mean, "sd": lvl_sd, "n_days": np.sum(~np.isnan(daily), axis=1),
-                                     "recent_mean": recent, "decline": decline, "decline_threshold": dec_thr,
+                                     "reference_mean": ref_mean, "reference_sd": ref_sd,
+                                     "reference_days": n_ref, "recent_mean": recent,
+                                     "decline_threshold": dec_thr, "decline": decline,
                                      "decline_since": decline_since}, index=idx),
         appliance_use=pd.DataFrame(app, index=idx, columns=date_cols),
         appliance_level=pd.DataFrame({"mean": app_mean, "sd": app_sd}, index=idx),
         last_activity=pd.DataFrame({
             "time": last_time(la, act.time),
             "room": np.where(la_ok, room_names[act.room[np.maximum(la, 0)]] if act.room.size else None, None),
-            "away": np.where(la_ok, act.away_after[np.maximum(la, 0)] if act.room.size else False, False)},
+            "away": np.where(la_ok, act.away_after[np.maximum(la, 0)] if act.room.size else False, False),
+            "in_bed": bed_occupied_at(act, np.arange(H, dtype=np.int64), np.full(H, now))},
             index=idx),
         sensors=sensors)
 
@@ -677,6 +735,24 @@ def _local_midnight_utc(local_s: int, tz: str) -> int:
     """The UTC epoch second of local wall-clock time ``local_s`` (seconds, wall clock read as UTC)."""
     ts = pd.Timestamp(local_s, unit="s").tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
     return int(ts.tz_convert("UTC").timestamp())
+
+
+def _daily_motion(p: Prepared, w_start: int, now: int, day0: int, n_days: int, recent_cols: np.ndarray,
+                  n_homes: int, tz: str) -> np.ndarray:
+    """Motion detections per (home, local day ``day0 + column``) in [w_start, now], counting only the
+    motion sensors that sent at least one message (any report) on every ``recent_cols`` day.
+    Returns a homes × ``n_days`` float array."""
+    n_s = len(p.sensor_table)
+    detection = p.activity & (p.kind == K_MOTION)
+    recent_from = now - (recent_cols.size + 2) * DAY_S   # covers the recent days whatever the DST
+    rows = np.flatnonzero((p.time >= w_start) & (p.time <= now) & (detection | (p.time >= recent_from)))
+    key = p.sensor[rows] * n_days + (local_seconds(p.time[rows], tz) // DAY_S - day0)
+    messages = np.bincount(key, minlength=n_s * n_days).reshape(n_s, n_days)
+    detections = np.bincount(key[detection[rows]], minlength=n_s * n_days).reshape(n_s, n_days)
+    alive = (messages[:, recent_cols] > 0).all(axis=1)
+    cell = p.sensor_table["home"].to_numpy(np.int64)[:, None] * n_days + np.arange(n_days)[None, :]
+    return np.bincount(cell.ravel(), weights=(detections * alive[:, None]).ravel(),
+                       minlength=n_homes * n_days).reshape(n_homes, n_days)
 
 
 def _sensor_stats(p: Prepared, w_start: int, now: int, params: RoutineParams) -> pd.DataFrame:

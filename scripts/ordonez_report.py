@@ -124,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
       f"{int(w['n_days'])} days), no-wake-up deadline {w['deadline_s'] / 3600:.2f} h; inactivity alert line "
       f"{thr_h.min():.1f}–{thr_h.max():.1f} h across the day; bathroom threshold day "
       f"{b['threshold_day_s'] / 60:.0f} min / night {b['threshold_night_s'] / 60:.0f} min; "
-      f"activity {lv['mean']:.0f} ± {lv['sd']:.0f} events/day.")
+      f"activity {lv['mean']:.0f} ± {lv['sd']:.0f} events/day; decline check: "
+      f"{int(lv['reference_days'])} reference days (needs {routines.params.decline_min_baseline_days}, ending "
+      f"{routines.params.decline_reference_gap_days} days before the recent ones), so "
+      f"{'evaluated' if lv['reference_days'] >= routines.params.decline_min_baseline_days else 'not evaluated'}.")
     p(f"- Detectors evaluated at every minute of the remaining {minutes.size / 1440:.1f} days "
       f"({minutes.size} ticks) in one vectorized call: {detect_s * 1000:.0f} ms. The resident was out "
       f"(labelled \"Leaving\") {away_min / 60:.1f} h of that time.\n")

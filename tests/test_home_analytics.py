@@ -152,6 +152,50 @@ def test_no_wakeup_boundary_and_night_toilet(learned):
     assert HomeEventKind.NO_WAKEUP not in kinds(detect_home_events(up, r, ts(TEST_DAY, "08:30")))
 
 
+def test_sleeping_in_is_no_wakeups_window_not_inactivity(learned):
+    df, r = learned
+    deadline = ts(TEST_DAY, "08:00")   # median 07:00 + 1 h margin
+    line = r.inactivity_threshold_s.loc["h1"].to_numpy()
+    assert line[7 * 2 + 1] == 3600     # the 07:30 bin is learned from days already up
+    night = [("h1", "bed", "bedroom", "presence", ts(TEST_DAY, "03:00"), 0.0),
+             ("h1", "pir-bath", "bathroom", "motion", ts(TEST_DAY, "03:01"), 1.0),
+             ("h1", "bed", "bedroom", "presence", ts(TEST_DAY, "03:05"), 1.0)]
+    events = pd.concat([df, frame(night)], ignore_index=True)
+    # Still in bed at 07:59, 4 h 54 after the last activity: sleep, nothing raised.
+    assert not kinds(detect_home_events(events, r, deadline - 1))
+    # Past the deadline: no wake-up, and the inactivity line applies again from the deadline on.
+    got = {e.kind: e for e in detect_home_events(events, r, deadline + 30)}
+    assert set(got) == {HomeEventKind.NO_WAKEUP, HomeEventKind.INACTIVITY}
+    assert got[HomeEventKind.INACTIVITY].start.timestamp() == deadline
+    assert got[HomeEventKind.INACTIVITY].last_room == "bedroom"
+    # Out of bed (the strap released, last seen in the living room): not sleep, raised at the
+    # first tick past the 07:30 line as before.
+    up = night[:2] + [("h1", "pir-living", "living_room", "motion", ts(TEST_DAY, "03:10"), 1.0)]
+    events = pd.concat([df, frame(up)], ignore_index=True)
+    assert HomeEventKind.INACTIVITY not in kinds(detect_home_events(events, r, ts(TEST_DAY, "07:30") - 1))
+    at_730 = [e for e in detect_home_events(events, r, ts(TEST_DAY, "07:30", 30))
+              if e.kind == HomeEventKind.INACTIVITY]
+    assert len(at_730) == 1 and abs(at_730[0].start.timestamp() - ts(TEST_DAY, "07:30")) <= 60
+    # Fallen in the bathroom at night, the bed released: the bathroom stay is raised, not masked.
+    fall = night[:2]
+    events = pd.concat([df, frame(fall)], ignore_index=True)
+    assert HomeEventKind.LONG_BATHROOM in kinds(detect_home_events(events, r, ts(TEST_DAY, "03:17")))
+
+
+def test_in_bed_from_routine_when_recent_events_hold_no_bed_report(learned):
+    df, _ = learned
+    # Learned at 03:30 with the person back in bed; the tick's events start after the bed report.
+    night = [("h1", "bed", "bedroom", "presence", ts(TEST_DAY, "03:00"), 0.0),
+             ("h1", "pir-bath", "bathroom", "motion", ts(TEST_DAY, "03:01"), 1.0),
+             ("h1", "bed", "bedroom", "presence", ts(TEST_DAY, "03:05"), 1.0)]
+    events = pd.concat([df, frame(night)], ignore_index=True)
+    r = learn_routines(events, ts(TEST_DAY, "03:30"), TZ)
+    assert r.last_activity.loc["h1", "in_bed"] and r.last_activity.loc["h1", "room"] == "bedroom"
+    later = frame([("h1", "leak", "bathroom", "water_leak", ts(TEST_DAY, "06:00"), 0.0)])
+    assert not kinds(detect_home_events(later, r, ts(TEST_DAY, "07:30")))
+    assert HomeEventKind.INACTIVITY in kinds(detect_home_events(later, r, ts(TEST_DAY, "08:00", 30)))
+
+
 def test_long_bathroom_at_night_uses_the_15_min_floor(learned):
     df, r = learned
     thr = r.bathroom.loc["h1", "threshold_night_s"]
@@ -224,6 +268,47 @@ def test_decline():
     assert not steady.activity_level.loc["h1", "decline"]
 
 
+def slow_decline(home: str, first: date, normal_days: int, declining_days: int, over: int = 10):
+    """Normal days, then ``declining_days`` of a fall of the motion rate to 40 % over ``over`` days."""
+    rows = history(home, first, normal_days)
+    for k in range(declining_days):
+        step = round(20 / (1 - 0.6 * (k + 1) / over))
+        rows += normal_day(home, first + timedelta(days=normal_days + k), step_min=step)
+    return rows
+
+
+def test_slow_decline_against_a_reference_before_it():
+    rows = slow_decline("h1", FIRST, 18, 10)   # days 18–27
+    r = learn_routines(frame(rows), ts(TEST_DAY, "00:00"), TZ)
+    lvl = r.activity_level.loc["h1"]
+    # The reference is days 1–13 (day 0 starts at 07:00; day 13 ends 14 days before the last
+    # complete day, 27): none declining yet.
+    assert lvl["reference_days"] == 13 and lvl["reference_sd"] == 0
+    assert lvl["reference_mean"] == pytest.approx(r.daily_motion.loc["h1"].iloc[1:14].mean())
+    assert lvl["decline"] and lvl["recent_mean"] < 0.6 * lvl["reference_mean"]
+    assert lvl["decline_threshold"] == pytest.approx(0.7 * lvl["reference_mean"])
+    got = [e for e in detect_home_events(frame(rows), r, ts(TEST_DAY, "09:00")) if e.kind == HomeEventKind.DECLINE]
+    assert len(got) == 1 and got[0].normal == pytest.approx(lvl["reference_mean"])
+    # All earlier days of the window (the former baseline) already hold the decline's first days.
+    daily = r.daily_motion.loc["h1"].dropna()
+    assert daily.iloc[:-3].mean() < 0.95 * lvl["reference_mean"]
+    # Three days in, the decline is too small to raise; a steady home never raises.
+    early = learn_routines(frame(slow_decline("h1", FIRST, 25, 3)), ts(TEST_DAY, "00:00"), TZ)
+    assert not early.activity_level.loc["h1", "decline"]
+
+
+def test_dead_motion_sensor_is_not_a_decline():
+    rows = history("h1", FIRST, 28)
+    dead_from = ts(FIRST + timedelta(days=24), "00:00")
+    rows = [row for row in rows if not (row[1] == "pir-kitchen" and row[4] >= dead_from)]
+    r = learn_routines(frame(rows), ts(TEST_DAY, "00:00"), TZ)
+    lvl = r.activity_level.loc["h1"]
+    assert not lvl["decline"]
+    # Counted from the living-room PIR alone, on every day: the level is steady.
+    assert lvl["recent_mean"] == pytest.approx(lvl["reference_mean"], rel=0.05)
+    assert r.daily_motion.loc["h1"].iloc[5] < r.daily_activity.loc["h1"].iloc[5] / 2
+
+
 def test_dst_days_keep_local_times():
     first = date(2025, 3, 10)           # spans 2025-03-30 (spring forward) in Paris
     rows = history("h1", first, 28)
@@ -289,6 +374,8 @@ def test_vectorized_equals_per_home_reference():
             pd.testing.assert_frame_equal(r_h.inactivity_threshold_s, r.inactivity_threshold_s.loc[[h]])
             pd.testing.assert_frame_equal(r_h.wake, r.wake.loc[[h]])
             pd.testing.assert_frame_equal(r_h.bathroom, r.bathroom.loc[[h]])
+            pd.testing.assert_frame_equal(r_h.activity_level, r.activity_level.loc[[h]])
+            pd.testing.assert_frame_equal(r_h.last_activity, r.last_activity.loc[[h]])
             alone += detect_home_events(sub, r_h, t)
         assert together == alone
     assert len(together) > 0
