@@ -314,7 +314,7 @@ def to_home_events(raised: Raised, ctx: _Context, routines: HomeRoutines) -> lis
     room_names = [str(r) for r in ROOMS]
     limited = routines.limited_history.to_numpy(dtype=bool)
     sensor_ids = ctx.sensors["sensor_id"].to_numpy()
-    units = {HomeEventKind.DECLINE: "events/day", HomeEventKind.NO_WAKEUP: "s_of_day"}
+    units = {HomeEventKind.DECLINE: "motions/day", HomeEventKind.NO_WAKEUP: "s_of_day"}
     evs = []
     for i in range(raised.kind.size):
         k, q = HomeEventKind(raised.kind[i]), raised.query[i]

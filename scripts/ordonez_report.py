@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
       f"{int(w['n_days'])} days), no-wake-up deadline {w['deadline_s'] / 3600:.2f} h; inactivity alert line "
       f"{thr_h.min():.1f}–{thr_h.max():.1f} h across the day; bathroom threshold day "
       f"{b['threshold_day_s'] / 60:.0f} min / night {b['threshold_night_s'] / 60:.0f} min; "
-      f"activity {lv['mean']:.0f} ± {lv['sd']:.0f} events/day; decline check: "
+      f"activity {lv['mean']:.0f} ± {lv['sd']:.0f} motion detections a day; decline check: "
       f"{int(lv['reference_days'])} reference days (needs {routines.params.decline_min_baseline_days}, ending "
       f"{routines.params.decline_reference_gap_days} days before the recent ones), so "
       f"{'evaluated' if lv['reference_days'] >= routines.params.decline_min_baseline_days else 'not evaluated'}.")

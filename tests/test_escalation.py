@@ -98,10 +98,10 @@ def db_url(request, sqlite_url):
 
 def event(kind: HomeEventKind = HomeEventKind.LONG_BATHROOM, start: datetime = MONDAY_10, home: str = "home-1",
           sensor: str | None = None) -> HomeEvent:
-    """An event as the detectors raise it (evidence in seconds, a decline in events/day)."""
+    """An event as the detectors raise it (evidence in seconds, a decline in motions/day)."""
     if kind == HomeEventKind.DECLINE:
         return HomeEvent(home, kind, start, start, HOME_EVENT_SEVERITY[kind], observed=40.0, normal=120.0,
-                         threshold=70.0, unit="events/day")
+                         threshold=70.0, unit="motions/day")
     return HomeEvent(home, kind, start, start, HOME_EVENT_SEVERITY[kind], last_activity=start - 20 * MIN,
                      last_room="bathroom", observed=1500.0, normal=600.0, threshold=1200.0, unit="s",
                      sensor_id=sensor)

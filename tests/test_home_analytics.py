@@ -263,7 +263,7 @@ def test_decline():
     assert lvl["decline"] and lvl["recent_mean"] < lvl["decline_threshold"]
     got = [e for e in detect_home_events(frame(rows), r, ts(TEST_DAY, "09:00")) if e.kind == HomeEventKind.DECLINE]
     assert len(got) == 1 and got[0].start.timestamp() == ts(TEST_DAY, "00:00")
-    assert got[0].unit == "events/day" and "events/day" in got[0].summary("en")
+    assert got[0].unit == "motions/day" and "movements detected a day" in got[0].summary("en")
     steady = learn_routines(frame(history("h1", FIRST, 28)), ts(TEST_DAY, "00:00"), TZ)
     assert not steady.activity_level.loc["h1", "decline"]
 

@@ -237,7 +237,7 @@ class HomeEvent:
       ``start``) identifies the episode. ``detected_at``: the tick that raised it, UTC.
     - Evidence: ``last_activity`` (UTC) and ``last_room`` (a :class:`Room` value) at detection;
       ``observed``, ``normal`` (what was learned for this home) and ``threshold`` in ``unit``
-      (``"s"`` for durations, ``"events/day"`` for decline, ``"s_of_day"`` for a local time of
+      (``"s"`` for durations, ``"motions/day"`` for decline (motion detections per day), ``"s_of_day"`` for a local time of
       day in seconds after midnight, ``""`` when not applicable).
     - ``limited_history``: the home had too little history; conservative defaults were used.
     - ``sensor_id``: the sensor concerned (water leak, silent sensor), else None.
@@ -306,9 +306,9 @@ class HomeEvent:
                     if fr else f"No wake-up this morning: usually up around {tod(self.normal)}, no activity by "
                     f"{tod(self.threshold)}; {last}.")
         if k == HomeEventKind.DECLINE:
-            return (f"Activité en baisse : {self.observed:.0f} événements/jour ces derniers jours contre "
+            return (f"Activité en baisse : {self.observed:.0f} mouvements détectés par jour ces derniers jours contre "
                     f"{self.normal:.0f} habituellement (seuil {self.threshold:.0f})."
-                    if fr else f"Activity falling: {self.observed:.0f} events/day over the last days against "
+                    if fr else f"Activity falling: {self.observed:.0f} movements detected a day over the last days against "
                     f"{self.normal:.0f} usually (threshold {self.threshold:.0f}).")
         if k == HomeEventKind.WATER_LEAK:
             return (f"Détecteur de fuite d'eau mouillé depuis {at(self.start)} (capteur {self.sensor_id})."
