@@ -4,12 +4,17 @@ and the spool writer → InfluxDB. Documented in ``ingest/README.md``.
 Message path:
 
 1. paho's network thread receives a message and :meth:`Ingestor._on_message` picks the decoder of
-   the first matching topic filter (``settings.topic_decoders()``), decodes it and checks the meter
-   ids against the registry; the outcome (readings, a dead letter, or "status message, ignore")
-   goes on a queue.
-2. The commit thread takes everything queued, appends all readings to the spool in one SQLite
-   transaction and all dead letters to the dead-letter file (both fsync'd), then acknowledges
-   the messages in arrival order. A message is thus acknowledged only once it is on disk.
+   the first matching topic filter (``settings.topic_decoders()`` for water, then
+   ``settings.home_topic_decoders()`` for homes) and decodes it. Water readings are checked
+   against their topic and the registry's meters and serialized (``water_reading``, the writes'
+   policy, precision s); home records are looked up in the registry's sensors by the decoder and
+   serialized by :class:`~vigie.ingest.homes.HomePoints` (``home_event``, ``sensor_availability``
+   on change, the events policy, precision ms). The outcome (points, a dead letter, or "status
+   message, ignore") goes on a queue.
+2. The commit thread takes everything queued, appends all points (and the devices' new
+   availability) to the spool in one SQLite transaction and all dead letters to the dead-letter
+   file (both fsync'd), then acknowledges the messages in arrival order. A message is thus
+   acknowledged only once it is on disk.
 3. The spool writer sends the spool to InfluxDB in batches and removes what was written.
 """
 
@@ -28,14 +33,16 @@ from sqlalchemy.orm import sessionmaker
 
 from vigie.ingest.deadletter import FILE_NAME as DEAD_LETTER_FILE
 from vigie.ingest.deadletter import DeadLetterStore, StoredDeadLetter
-from vigie.ingest.decoders import DecodeError, Decoder, get_decoder
+from vigie.ingest.decoders import DecodeError, Decoder, get_decoder, record_type
 from vigie.ingest.directory import MeterDirectory
+from vigie.ingest.homes import HomePoints, SensorIndex
 from vigie.ingest.identity import TopicIdentityCheck
 from vigie.ingest.mqtt import DurableSubscriber, InboundMessage
 from vigie.ingest.spool import FILE_NAME as SPOOL_FILE
 from vigie.ingest.spool import Spool, SpooledPoint
 from vigie.ingest.writer import SpoolWriter
-from vigie.records import MeterReading
+from vigie.records import MeterReading, SensorEvent
+from vigie.sensors import RegistryUnavailable, SensorDirectory
 from vigie.store.influx import InfluxStore
 
 log = logging.getLogger(__name__)
@@ -45,18 +52,22 @@ COMMIT_RETRY_MAX_S = 30.0  # back-off cap when the disk refuses a commit
 # A group gathers this long after its first message: fewer, larger commits (each costs an fsync,
 # a transaction and thread wake-ups) for 20 ms more before the acknowledgements.
 COMMIT_LINGER_S = 0.02
+#: While the registry's sensors cannot be read at all, a home message is retried this often.
+REGISTRY_RETRY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class IngestStats:
-    """Counters since :meth:`Ingestor.start` (messages are MQTT messages, readings are meter readings).
+    """Counters since :meth:`Ingestor.start` (messages are MQTT messages; points are water readings,
+    home sensor events and availability changes, one InfluxDB point each).
 
     - ``received``: messages delivered by the broker (QoS 0 and 1, retained included);
     - ``ignored``: messages that are not readings: gateway status (wmbusmeters ``bridge/state``,
-      ``online``/``offline``) and empty bodies (a retained message being cleared);
-    - ``stored``: readings committed to the spool; ``dead_letters``: dead letters by reason kind
-      (messages refused at ingest, readings refused by InfluxDB);
-    - ``written``: readings written to InfluxDB; ``pending``: readings in the spool now;
+      ``online``/``offline``; zigbee2mqtt ``bridge/…`` and commands), availability that changes
+      nothing, messages without a state, and empty bodies (a retained message being cleared);
+    - ``stored``: points committed to the spool; ``dead_letters``: dead letters by reason kind
+      (messages refused at ingest, points refused by InfluxDB);
+    - ``written``: points written to InfluxDB; ``pending``: points in the spool now;
     - ``commits``: group commits, ``max_commit_group``: most messages acknowledged by one commit;
     - ``connected``: MQTT session up; ``store_available``: False during an InfluxDB outage.
     """
@@ -84,14 +95,16 @@ class IngestStats:
 
 @dataclass(slots=True)
 class _Outcome:
-    """What became of one message, waiting for the group commit. ``points``: its readings as the
-    spool keeps them, filled by :meth:`Ingestor._to_points` (each reading is serialized once)."""
+    """What became of one message, waiting for the group commit. ``points``: its records as the
+    spool keeps them (each serialized once: water readings by :meth:`Ingestor._to_points`, home
+    records when decoded); ``availability``: the devices' availability it changes."""
 
     message: InboundMessage
     readings: list[MeterReading]
     dead_letter: StoredDeadLetter | None = None
     ignored: bool = False
     points: Sequence[SpooledPoint] = ()
+    availability: dict[str, bool] | None = None
 
 
 _STOP = object()
@@ -100,20 +113,33 @@ _STOP = object()
 class Ingestor:
     """MQTT → InfluxDB ingest with a durable spool and a dead-letter store under ``settings.data_dir``.
 
-    ``sessions``: sessionmaker of the relational store (the registry of known meters);
-    ``accept_unknown=True`` skips the registry check (then ``sessions`` may be None).
-    ``max_backoff_s``: cap of the InfluxDB retry back-off. Raises :class:`ValueError` at
-    construction when a configured decoder name is unknown.
+    ``sessions``: sessionmaker of the relational store (the registry of known meters and home
+    sensors); ``accept_unknown=True`` skips the meters' registry check (then ``sessions`` may be
+    None when no home topic is configured: home sensors are always looked up, their home comes
+    from the registry). ``max_backoff_s``: cap of the InfluxDB retry back-off. Raises
+    :class:`ValueError` at construction when a configured decoder name is unknown, a home filter
+    is not ``<base>/#``, or home topics are configured without ``sessions``.
     """
 
     def __init__(self, settings, store: InfluxStore, sessions: sessionmaker | None, *,
                  accept_unknown: bool = False, max_backoff_s: float = 30.0) -> None:
         self.settings = settings
         self.store = store
-        try:
-            self._routes: list[tuple[str, Decoder]] = [(f, get_decoder(name)) for f, name in settings.topic_decoders()]
-        except KeyError as exc:
-            raise ValueError(f"VIGIE_WATER_TOPICS: {exc.args[0]}") from None
+        self._sensors: SensorIndex | None = None
+        self._homes: HomePoints | None = None
+        # (filter, decoder, yields home records?); SensorEvent decoders bound to the registry's sensors
+        self._routes: list[tuple[str, Decoder, bool]] = []
+        for setting, pairs in (("VIGIE_WATER_TOPICS", settings.topic_decoders()),
+                               ("VIGIE_HOME_TOPICS", settings.home_topic_decoders())):
+            for topic_filter, name in pairs:
+                try:
+                    decoder = get_decoder(name)
+                except KeyError as exc:
+                    raise ValueError(f"{setting}: {exc.args[0]}") from None
+                home = record_type(decoder) is SensorEvent
+                if home:
+                    decoder = decoder.bind(self._sensor_index(sessions, setting), _base_topic(topic_filter, setting))
+                self._routes.append((topic_filter, decoder, home))
         # paho's topic_matches_sub builds a matcher tree on every call; a meter keeps its topic,
         # so remembering each topic's decoder makes routing a dict lookup.
         self._decoder_for = functools.lru_cache(maxsize=100_000)(self._match_decoder)
@@ -129,6 +155,7 @@ class Ingestor:
         self._last_message = 0.0     # monotonic time of the last message
         self._closing = False
         self._kinds_logged: set[str] = set()
+        self._registry_down_logged = False
         self._started = False
         self.spool: Spool | None = None
         self.dead_letters: DeadLetterStore | None = None
@@ -156,20 +183,22 @@ class Ingestor:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(data_dir / SPOOL_FILE)
         self.dead_letters = DeadLetterStore(data_dir / DEAD_LETTER_FILE)
+        if self._sensors is not None:
+            self._homes = HomePoints(self._sensors, self.spool.availability())
         self._writer = SpoolWriter(self.spool, self.store, self.dead_letters,
                                    batch_size=self.settings.write_batch_size,
                                    interval_s=self.settings.write_batch_interval_s,
                                    retention_duration=self.settings.influx_retention_duration,
                                    max_backoff_s=self.max_backoff_s)
         if self.spool.pending():
-            log.info("spool holds %d reading(s) from an earlier run; writing them first", self.spool.pending())
+            log.info("spool holds %d point(s) from an earlier run; writing them first", self.spool.pending())
         self._writer.start()
         self._committer = threading.Thread(target=self._commit_loop, name="vigie-ingest-commit", daemon=True)
         self._committer.start()
-        self._mqtt = DurableSubscriber(self.settings, [f for f, _ in self._routes], self._on_message)
+        self._mqtt = DurableSubscriber(self.settings, [f for f, _, _ in self._routes], self._on_message)
         self._mqtt.start()
         log.info("ingest started: topics %s; data in %s",
-                 ", ".join(f"{f}={d.name}" for f, d in self._routes), data_dir)
+                 ", ".join(f"{f}={d.name}" for f, d, _ in self._routes), data_dir)
 
     def stop(self, flush_timeout_s: float = 10.0) -> None:
         """Graceful stop: commit and acknowledge what was received, disconnect (the broker keeps
@@ -191,7 +220,7 @@ class Ingestor:
         self.spool.close()
         self.dead_letters.close()
         self._committer = None
-        log.info("ingest stopped%s", f"; {left} reading(s) left in the spool for the next start" if left else "")
+        log.info("ingest stopped%s", f"; {left} point(s) left in the spool for the next start" if left else "")
 
     @property
     def connected(self) -> bool:
@@ -249,8 +278,11 @@ class Ingestor:
         self._last_message = time.monotonic()
         if self._closing:
             return
+        out = self._decode(msg)
+        if out is None:  # stopping while the registry was unreadable: not acknowledged, re-sent
+            return
         self._handed += 1
-        self._queue.put(self._to_points(self._decode(msg)))
+        self._queue.put(self._to_points(out))
 
     def _to_points(self, out: _Outcome) -> _Outcome:
         """``out`` with its readings serialized for the spool; a reading that cannot be written as
@@ -264,18 +296,30 @@ class Ingestor:
                                     f"decoder_error: reading cannot be written as line protocol: {exc}")
         return out
 
-    def _match_decoder(self, topic: str) -> Decoder | None:
-        for topic_filter, decoder in self._routes:
+    def _sensor_index(self, sessions: sessionmaker | None, setting: str) -> SensorIndex:
+        if self._sensors is None:
+            if sessions is None:
+                raise ValueError(f"{setting}: home sensors are looked up in the registry: the ingestor needs "
+                                 "the relational store (or no home topics)")
+            self._sensors = SensorIndex(SensorDirectory(sessions))
+        return self._sensors
+
+    def _match_decoder(self, topic: str) -> tuple[Decoder, bool] | None:
+        for topic_filter, decoder, home in self._routes:
             if topic_matches_sub(_unshared(topic_filter), topic):
-                return decoder
+                return decoder, home
         return None
 
-    def _decode(self, msg: InboundMessage) -> _Outcome:
+    def _decode(self, msg: InboundMessage) -> _Outcome | None:
         if not msg.payload:  # a retained message being cleared (MQTT 5 §3.3.1.3), not a reading
             return _Outcome(msg, [], ignored=True)
-        decoder = self._decoder_for(msg.topic)
-        if decoder is None:
-            return self._refuse(msg, None, "no_decoder: no topic filter of VIGIE_WATER_TOPICS matches this topic")
+        route = self._decoder_for(msg.topic)
+        if route is None:
+            return self._refuse(msg, None, "no_decoder: no topic filter of VIGIE_WATER_TOPICS or VIGIE_HOME_TOPICS "
+                                           "matches this topic")
+        decoder, home = route
+        if home:
+            return self._decode_home(msg, decoder)
         try:
             readings = decoder.decode(msg.topic, msg.payload, msg.received_at)
         except DecodeError as exc:
@@ -297,13 +341,46 @@ class Ingestor:
                            + (f" ({len(known)} reading(s) of known meters stored)" if known else ""))
         return _Outcome(msg, known, out.dead_letter)
 
-    def _refuse(self, msg: InboundMessage, decoder: str | None, reason: str) -> _Outcome:
+    def _decode_home(self, msg: InboundMessage, decoder: Decoder) -> _Outcome | None:
+        """A message of a home decoder: its events and availability change as points. While the
+        registry's sensors have never been readable the message waits here (back-pressure: the
+        broker keeps the rest queued), retried every :data:`REGISTRY_RETRY_S`; None when the
+        ingestor stops meanwhile. Reasons name friendly names, which may name a person: only the
+        kind is logged."""
+        while True:
+            try:
+                decoded = decoder.decode(msg.topic, msg.payload, msg.received_at)
+                break
+            except DecodeError as exc:
+                return self._refuse(msg, decoder.name, f"{exc.kind}: {exc}", log_reason=False)
+            except RegistryUnavailable:
+                if not self._registry_down_logged:
+                    self._registry_down_logged = True
+                    log.error("the registry's home sensors cannot be read; home messages wait until they can")
+                if self._closing:
+                    return None
+                time.sleep(REGISTRY_RETRY_S)
+            except Exception as exc:  # a decoder bug must not lose the message
+                log.exception("decoder %s failed", decoder.name)
+                return self._refuse(msg, decoder.name, f"decoder_error: {type(exc).__name__}: {exc}", log_reason=False)
+        try:
+            points, availability = self._homes.points(decoded)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("decoder %s produced a record that cannot be written (%s)", decoder.name, type(exc).__name__)
+            return self._refuse(msg, decoder.name, f"decoder_error: record cannot be written as line protocol: {exc}",
+                                log_reason=False)
+        if not points:
+            return _Outcome(msg, [], ignored=True)
+        return _Outcome(msg, [], points=points, availability=availability or None)
+
+    def _refuse(self, msg: InboundMessage, decoder: str | None, reason: str, log_reason: bool = True) -> _Outcome:
         kind = reason.split(":", 1)[0]
+        shown = reason if log_reason else f"{kind} (decoder {decoder}; reason in the dead-letter file)"
         if kind not in self._kinds_logged:
             self._kinds_logged.add(kind)
-            log.warning("dead letter (first of its kind; later ones at DEBUG): %s", reason)
+            log.warning("dead letter (first of its kind; later ones at DEBUG): %s", shown)
         else:
-            log.debug("dead letter: %s", reason)
+            log.debug("dead letter: %s", shown)
         dl = StoredDeadLetter.from_message(msg.topic, msg.payload, reason, msg.received_at, decoder)
         return _Outcome(msg, [], dl)
 
@@ -338,12 +415,13 @@ class Ingestor:
         failing disk with back-off; False when stopping before it succeeded (nothing acknowledged)."""
         points = [p for o in group for p in o.points]
         letters = [o.dead_letter for o in group if o.dead_letter is not None]
+        availability = {d: online for o in group if o.availability for d, online in o.availability.items()}
         spooled = filed = False
         backoff = 0.5
         while True:
             try:
                 if not spooled:
-                    self.spool.append(points)
+                    self.spool.append(points, availability)
                     spooled = True
                 if not filed:
                     self.dead_letters.append(letters)
@@ -361,6 +439,17 @@ class Ingestor:
             self._commits += 1
             self._max_group = max(self._max_group, len(group))
         return True
+
+
+def _base_topic(topic_filter: str, setting: str) -> str:
+    """``<base>`` of a ``[$share/<group>/]<base>/#`` filter (ValueError naming ``setting`` otherwise):
+    the zigbee2mqtt friendly name is the topic after it."""
+    plain = _unshared(topic_filter)
+    base = plain[:-2] if plain.endswith("/#") else ""
+    if not base or "+" in base or "#" in base:
+        raise ValueError(f"{setting} filter {topic_filter!r}: a zigbee2mqtt decoder needs a filter <base>/# "
+                         "(the friendly name is the topic after <base>/)")
+    return base
 
 
 def _unshared(topic_filter: str) -> str:

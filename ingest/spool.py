@@ -1,19 +1,28 @@
 """The spool: a durable first-in-first-out disk buffer of points between MQTT and InfluxDB.
 
-A reading is "durably stored" once :meth:`Spool.append` has returned: SQLite in WAL mode with
-``synchronous=FULL`` fsyncs the write-ahead log at every commit, so the reading survives a
-process crash or a power cut. Only then does the ingestor acknowledge the MQTT message; the
-writer removes points only after InfluxDB has accepted them.
+A record is "durably stored" once :meth:`Spool.append` has returned: SQLite in WAL mode with
+``synchronous=FULL`` fsyncs the write-ahead log at every commit, so it survives a process crash or
+a power cut. Only then does the ingestor acknowledge the MQTT message; the writer removes points
+only after InfluxDB has accepted them.
 
-The spool keeps each reading as the line-protocol line that will be written
-(:func:`vigie.store.water.reading_line`, precision s), so a reading is serialized once, on
-arrival, and the writer posts the stored lines as they are.
+The spool keeps each record as the line-protocol line that will be written, with where it goes:
+the retention policy's *purpose* (``""`` the writes' own policy, raw water readings; ``"events"``
+the assisted-living events, :meth:`vigie.store.InfluxStore.policy_for`) and the line's timestamp
+precision (``s`` for :func:`vigie.store.water.reading_line`, ``ms`` for the
+:mod:`vigie.store.homes` lines). A record is serialized once, on arrival, and the writer posts the
+stored lines as they are.
+
+It also keeps the last availability (online or not) spooled for each zigbee2mqtt device, updated
+in the same transaction as the points: the ingestor stores an availability message only when it
+changes that value, and a retained message received again after a restart changes nothing.
 
 File: ``<data_dir>/spool.sqlite``, table ``points(seq INTEGER PRIMARY KEY AUTOINCREMENT,
-line TEXT, meter_id TEXT, source TEXT)``. ``seq`` grows with arrival order and is never reused
-(AUTOINCREMENT), so ``remove_through(seq)`` cannot hit a later arrival. A spool left by an earlier
-version (table ``spool``, one :meth:`MeterReading.to_json` per row) is converted, in order, when
-opened.
+line TEXT, device_id TEXT, source TEXT, purpose TEXT, precision TEXT)`` and table
+``availability(device_id TEXT PRIMARY KEY, online INTEGER)``. ``seq`` grows with arrival order and
+is never reused (AUTOINCREMENT), so ``remove_through(seq)`` cannot hit a later arrival. Spools of
+earlier versions are brought up to date, in order, when opened: table ``spool`` (one
+:meth:`MeterReading.to_json` per row) is converted, and a ``points`` table with ``meter_id`` and
+without purpose and precision gets them (its rows are water readings: ``""``, ``s``).
 """
 
 from __future__ import annotations
@@ -33,17 +42,21 @@ CACHE_MAX = 200_000  # points kept in memory for the writer, at most
 
 
 class SpooledPoint(NamedTuple):
-    """One reading as the spool keeps it: ``line`` (its ``water_reading`` line-protocol line,
-    precision s), ``meter_id`` and ``source`` (the decoder's name, ``""`` if unknown) for the
-    dead letter and the log when InfluxDB refuses it."""
+    """One record as the spool keeps it: ``line`` (its line-protocol line), ``device_id`` (meter
+    or sensor id) and ``source`` (the decoder's name, ``""`` if unknown) for the dead letter and
+    the log when InfluxDB refuses it, ``purpose`` of the retention policy it is written to (``""``:
+    the writes' own) and the line's ``precision`` (``s``, ``ms``)."""
 
     line: str
-    meter_id: str
+    device_id: str
     source: str
+    purpose: str = ""
+    precision: str = "s"
 
     @classmethod
     def of(cls, r: MeterReading) -> "SpooledPoint":
-        """Raises :class:`TypeError`/:class:`ValueError` as :func:`reading_line` does."""
+        """A water reading (``water_reading``, the writes' policy, precision s). Raises
+        :class:`TypeError`/:class:`ValueError` as :func:`reading_line` does."""
         return cls(reading_line(r), r.meter_id, r.source)
 
 
@@ -60,7 +73,10 @@ class Spool:
         self._closed = False
         db = self._db()
         db.execute("CREATE TABLE IF NOT EXISTS points (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                   "line TEXT NOT NULL, meter_id TEXT NOT NULL, source TEXT NOT NULL)")
+                   "line TEXT NOT NULL, device_id TEXT NOT NULL, source TEXT NOT NULL, "
+                   "purpose TEXT NOT NULL DEFAULT '', precision TEXT NOT NULL DEFAULT 's')")
+        db.execute("CREATE TABLE IF NOT EXISTS availability (device_id TEXT PRIMARY KEY, online INTEGER NOT NULL)")
+        _upgrade_points(db)
         _convert_legacy(db)
         self._pending = db.execute("SELECT count(*) FROM points").fetchone()[0]
         # The points appended by this process, oldest first, kept in memory so that peek() need
@@ -82,19 +98,25 @@ class Spool:
             self._local.db = db
         return db
 
-    def append(self, points: list[SpooledPoint]) -> None:
-        """Add ``points`` in order, in one transaction (one fsync for the whole group)."""
-        if not points:
+    def append(self, points: list[SpooledPoint], availability: dict[str, bool] | None = None) -> None:
+        """Add ``points`` in order and record ``availability`` (device id → online, the devices'
+        last availability) in one transaction (one fsync for the whole group)."""
+        if not points and not availability:
             return
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO points (line, meter_id, source) VALUES (?, ?, ?)", points)
+            db.executemany(_INSERT, points)
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            if availability:
+                db.executemany("INSERT OR REPLACE INTO availability (device_id, online) VALUES (?, ?)",
+                               ((d, int(online)) for d, online in availability.items()))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if not points:
+            return
         with self._lock:
             self._pending += len(points)
             if self._cache_ok:
@@ -110,8 +132,13 @@ class Spool:
         with self._lock:
             if self._cache_ok:
                 return list(islice(self._cache, n))
-        cur = self._db().execute("SELECT seq, line, meter_id, source FROM points ORDER BY seq LIMIT ?", (n,))
-        return [(seq, SpooledPoint(line, meter_id, source)) for seq, line, meter_id, source in cur]
+        cur = self._db().execute("SELECT seq, line, device_id, source, purpose, precision FROM points "
+                                 "ORDER BY seq LIMIT ?", (n,))
+        return [(row[0], SpooledPoint(*row[1:])) for row in cur]
+
+    def availability(self) -> dict[str, bool]:
+        """The last availability spooled for each device (device id → online)."""
+        return {d: bool(online) for d, online in self._db().execute("SELECT device_id, online FROM availability")}
 
     def remove_through(self, seq: int) -> int:
         """Remove every point with sequence number ≤ ``seq``; returns how many."""
@@ -144,6 +171,26 @@ class Spool:
             db.close()
 
 
+_INSERT = "INSERT INTO points (line, device_id, source, purpose, precision) VALUES (?, ?, ?, ?, ?)"
+
+
+def _upgrade_points(db: sqlite3.Connection) -> None:
+    """Give a ``points`` table of the version before homes (``meter_id``, no purpose or
+    precision: water readings only) the current columns, in one transaction."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(points)")}
+    if "meter_id" not in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE points RENAME COLUMN meter_id TO device_id")
+        db.execute("ALTER TABLE points ADD COLUMN purpose TEXT NOT NULL DEFAULT ''")
+        db.execute("ALTER TABLE points ADD COLUMN precision TEXT NOT NULL DEFAULT 's'")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 def _convert_legacy(db: sqlite3.Connection) -> None:
     """Move the readings of an earlier version's ``spool`` table (JSON rows) into ``points``, in
     their order, and drop that table, in one transaction."""
@@ -152,8 +199,7 @@ def _convert_legacy(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         rows = db.execute("SELECT reading FROM spool ORDER BY seq").fetchall()
-        db.executemany("INSERT INTO points (line, meter_id, source) VALUES (?, ?, ?)",
-                       (SpooledPoint.of(MeterReading.from_json(text)) for text, in rows))
+        db.executemany(_INSERT, (SpooledPoint.of(MeterReading.from_json(text)) for text, in rows))
         db.execute("DROP TABLE spool")
         db.execute("COMMIT")
     except BaseException:

@@ -42,9 +42,12 @@ def worker_settings(settings, index: int):
     group = settings.mqtt_client_id
     if not group or any(c in group for c in "/+#"):
         raise ValueError(f"VIGIE_MQTT_CLIENT_ID {group!r} cannot name an MQTT share group (no / + #)")
-    topics = [f"{t}={d}" if t.startswith("$share/") else f"$share/{group}/{t}={d}"
-              for t, d in settings.topic_decoders()]
-    return settings.model_copy(update={"mqtt_client_id": f"{group}-{index}", "water_topics": topics,
+    def shared(pairs: list[tuple[str, str]]) -> list[str]:
+        return [f"{t}={d}" if t.startswith("$share/") else f"$share/{group}/{t}={d}" for t, d in pairs]
+
+    return settings.model_copy(update={"mqtt_client_id": f"{group}-{index}",
+                                       "water_topics": shared(settings.topic_decoders()),
+                                       "home_topics": shared(settings.home_topic_decoders()),
                                        "data_dir": settings.data_dir / f"worker-{index}", "ingest_workers": 1})
 
 

@@ -1,5 +1,7 @@
-"""The spool writer: a thread that drains the spool to InfluxDB, oldest reading first, posting the
-line-protocol lines the spool keeps as they are.
+"""The spool writer: a thread that drains the spool to InfluxDB, oldest record first, posting the
+line-protocol lines the spool keeps as they are: each batch as one ``/write`` per retention policy
+and precision it holds (water readings to the writes' policy at precision s, assisted-living
+events to the events policy at ms; :class:`~vigie.ingest.spool.SpooledPoint`).
 
 Batching (as Telegraf's ``metric_batch_size``/``flush_interval``): a write goes out as soon as
 ``batch_size`` readings wait, or ``interval_s`` after readings started waiting.
@@ -143,7 +145,7 @@ class SpoolWriter:
                 if not self._db_ready:
                     self.store.ensure_database(self.retention_duration)
                     self._db_ready = True
-                refused = self._bisect(points)
+                refused = self._write(points)
                 break
             except (StoreUnavailable, StoreRejected) as exc:
                 if outage_start is None:
@@ -167,19 +169,34 @@ class SpoolWriter:
             self.dead_letters.append(
                 StoredDeadLetter(topic="", payload=p.line, reason=f"store_rejected: {why}", received_at=now,
                                  decoder=p.source or None) for p, why in refused)
-            log.warning("InfluxDB refused %d reading(s), dead-lettered (meters %s)", len(refused),
-                        ", ".join(sorted({p.meter_id for p, _ in refused})[:10]))
+            log.warning("InfluxDB refused %d point(s), dead-lettered (devices %s)", len(refused),
+                        ", ".join(sorted({p.device_id for p, _ in refused})[:10]))
         self.spool.remove_through(batch[-1][0])
         self.written += len(points) - len(refused)
         self.rejected += len(refused)
 
-    def _bisect(self, points: list[SpooledPoint]) -> list[tuple[SpooledPoint, str]]:
-        """Write ``points``; the ones InfluxDB refuses, with its reason. Raises
-        :class:`StoreUnavailable` and request-level :class:`StoreRejected` unchanged."""
+    def _write(self, points: list[SpooledPoint]) -> list[tuple[SpooledPoint, str]]:
+        """Write ``points``, one request (and its bisection) per policy and precision; the refused
+        ones with InfluxDB's reason. When a later request fails the retry sends the whole batch
+        again, and InfluxDB overwrites the points already written."""
+        purpose, precision = points[0].purpose, points[0].precision
+        # The common case, a batch of one target, costs two comparisons per point.
+        if all(p.purpose == purpose and p.precision == precision for p in points):
+            return self._bisect(points, purpose, precision)
+        groups: dict[tuple[str, str], list[SpooledPoint]] = {}
+        for p in points:
+            groups.setdefault((p.purpose, p.precision), []).append(p)
+        return [r for (purpose, precision), group in groups.items() for r in self._bisect(group, purpose, precision)]
+
+    def _bisect(self, points: list[SpooledPoint], purpose: str, precision: str) -> list[tuple[SpooledPoint, str]]:
+        """Write ``points`` to the policy kept for ``purpose`` (``""``: the store's own); the ones
+        InfluxDB refuses, with its reason. Raises :class:`StoreUnavailable` and request-level
+        :class:`StoreRejected` unchanged."""
         if not points:
             return []
         try:
-            self.store.write_lines([p.line for p in points], precision="s")
+            self.store.write_lines([p.line for p in points], precision=precision,
+                                   retention_policy=self.store.policy_for(purpose) if purpose else None)
             return []
         except StoreRejected as exc:
             if not _refuses_points(exc):
@@ -187,7 +204,8 @@ class SpoolWriter:
             if len(points) == 1:
                 return [(points[0], str(exc))]
             mid = len(points) // 2
-            return self._bisect(points[:mid]) + self._bisect(points[mid:])
+            return (self._bisect(points[:mid], purpose, precision)
+                    + self._bisect(points[mid:], purpose, precision))
 
 
 def _refuses_points(exc: StoreRejected) -> bool:

@@ -174,7 +174,9 @@ Anomaly = Fall | NoWakeUp | NightWandering | Decline | BatteryDying
 class HomeSimConfig:
     """What to simulate: ``homes`` homes over ``days`` local days from local midnight of ``start``
     (None: the ``days`` days ending yesterday) in zone ``tz``; ``base_topic`` as zigbee2mqtt's;
-    ``anomalies``: see :data:`Anomaly`."""
+    ``anomalies``: see :data:`Anomaly`. ``end`` (aware): the period stops there if it comes before
+    the last day's end — nothing from that moment on is simulated (a live test ends the days
+    "now" so that an anomaly under way is still under way)."""
 
     homes: int = 10
     days: int = 14
@@ -183,10 +185,13 @@ class HomeSimConfig:
     seed: int = 0
     anomalies: list[Anomaly] = field(default_factory=list)
     base_topic: str = "zigbee2mqtt"
+    end: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.homes < 1 or self.days < 1:
             raise ValueError(f"homes={self.homes}, days={self.days}: both must be ≥ 1")
+        if self.end is not None and self.end.tzinfo is None:
+            raise ValueError(f"end {self.end.isoformat()}: expected a moment with a UTC offset")
         ZoneInfo(self.tz)
 
     def start_date(self) -> date:
@@ -629,6 +634,10 @@ def simulate_homes(config: HomeSimConfig) -> HomeSimResult:
     start = config.start_date()
     days = [start + timedelta(days=i) for i in range(config.days)]
     p0, p1 = clock.epoch(start, 0), clock.epoch(start + timedelta(days=config.days), 0)
+    if config.end is not None:
+        if config.end.timestamp() <= p0:
+            raise ValueError(f"end {config.end.isoformat()}: before the first simulated day {start}")
+        p1 = min(p1, config.end.timestamp())
     homes = plan_homes(config)
     by_id = {h.home_id: h.index for h in homes}
     per_home: dict[int, list[Anomaly]] = {}

@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 import services
-from vigie.broker_auth import (BrokerAuthError, Credential, MeterRoute, acl_text, plan_credentials,
+from vigie.broker_auth import (BrokerAuthError, Credential, MeterRoute, SensorRoute, acl_text, plan_credentials,
                                write_broker_files)
 from vigie.config import Settings
 from vigie.db import make_engine, make_sessionmaker
@@ -49,7 +49,15 @@ households:
   - id: h-s
     meters:
       - {id: "s3000001", driver: iperl}
+  - id: home-a
+    sensors:
+      - {id: s-a1, friendly_name: home-a/bathroom/motion, room: bathroom, kind: motion}
+      - {id: s-a2, friendly_name: home-a/entrance/door, room: entrance, kind: contact}
+  - id: home-b
+    sensors:
+      - {id: s-b1, friendly_name: home-b/bathroom/motion, room: bathroom, kind: motion}
 """
+HOME_TOPICS = [("zigbee2mqtt/#", "zigbee2mqtt")]
 
 
 def wm(meter_id: str, index: float, minutes_ago: int = 60) -> bytes:
@@ -78,6 +86,32 @@ def test_plan_grants_each_device_only_its_own_topics():
     acl = acl_text(list(creds.values())).splitlines()
     assert not [ln for ln in acl[:acl.index("user svc")] if ln and not ln.startswith("#")]  # nothing anonymous
     assert "user gw-b" in acl and "topic write wmbusmeters/b2000001" in acl and "topic read wmbusmeters/#" in acl
+
+
+SENSORS = [SensorRoute("home-a", "home-a/bathroom/motion"), SensorRoute("home-a", "home-a/entrance/door"),
+           SensorRoute("home-b", "home-b/bathroom/motion")]
+
+
+def test_plan_gives_each_home_bridge_only_its_own_prefix():
+    creds = {c.username: c for c in plan_credentials(ROUTES, TOPICS, "svc", "sim", sensors=SENSORS,
+                                                     home_topic_decoders=HOME_TOPICS)}
+    assert creds["home-a"].role == "bridge" and creds["home-a"].write == ("zigbee2mqtt/home-a/#",)
+    assert creds["home-b"].write == ("zigbee2mqtt/home-b/#",) and creds["home-b"].read == ()
+    assert creds["svc"].read == ("wmbusmeters/#", "vigie/water/#", "zigbee2mqtt/#")
+    assert creds["sim"].write == ("wmbusmeters/#", "vigie/water/#", "zigbee2mqtt/#")
+    assert set(creds["gw-a"].write) >= {"wmbusmeters/gw-a"}  # water grants unchanged beside the homes
+
+
+@pytest.mark.parametrize("sensors,message", [
+    ([SensorRoute("home-a", "door")], "friendly name 'door' has no home prefix"),
+    ([SensorRoute("home-a", "home-a/door"), SensorRoute("home-a", "flat-2/pir")], "start with both 'flat-2' and 'home-a'"),
+    ([SensorRoute("home-a", "shared/door"), SensorRoute("home-b", "shared/pir")], "used by households home-a and home-b"),
+    ([SensorRoute("gw-a", "gw-a/door")], "household 'gw-a' (its home bridge's broker user) is also a water device"),
+    ([SensorRoute("sim", "sim/door")], "simulator user 'sim' is also a device id or household"),
+])
+def test_plan_refuses_homes_whose_bridge_could_not_be_confined(sensors, message):
+    with pytest.raises(BrokerAuthError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plan_credentials(ROUTES, TOPICS, "svc", "sim", sensors=sensors, home_topic_decoders=HOME_TOPICS)
 
 
 def test_plan_reads_the_filter_under_a_shared_subscription():
@@ -218,7 +252,8 @@ def broker(tmp_path_factory):
     with make_sessionmaker(make_engine(url))() as s:
         load_registry_file(s, work / "registry.yaml")
     passwords = services.broker_credentials(work / "auth", url)
-    assert set(passwords) == {services.SERVICE_USER, services.SIMULATOR_USER, "gw-a", "gw-b", "s3000001"}
+    assert set(passwords) == {services.SERVICE_USER, services.SIMULATOR_USER, "gw-a", "gw-b", "s3000001",
+                              "home-a", "home-b"}
     tls = make_test_ca(work / "tls")
     svc = services.mosquitto(work / "mosquitto", auth_dir=work / "auth", tls=tls).start()
     yield svc, passwords, url, tls
@@ -310,6 +345,31 @@ def test_a_gateway_publishes_only_on_its_own_meters_topics(broker):
     # The service account may not publish a reading.
     assert reader.publish("wmbusmeters/a1000001", wm("a1000001", 9.0)) == NOT_AUTHORIZED
     for c in (reader, gw_a):
+        c.close()
+
+
+def test_a_home_bridge_publishes_only_under_its_own_home_prefix(broker):
+    svc, passwords, _, _ = broker
+    reader = Client(svc.port, services.SERVICE_USER, passwords[services.SERVICE_USER])
+    assert reader.subscribe("zigbee2mqtt/#") == 1
+    bridge_a = Client(svc.port, "home-a", passwords["home-a"])
+    state = b'{"occupancy":true,"battery":90}'
+    assert bridge_a.publish("zigbee2mqtt/home-a/bathroom/motion", state) == 0
+    assert bridge_a.publish("zigbee2mqtt/home-a/bridge/state", b'{"state":"online"}') == 0
+    # Another home's device, a top-level name, or a water topic: refused, and nobody receives them.
+    assert bridge_a.publish("zigbee2mqtt/home-b/bathroom/motion", state) == NOT_AUTHORIZED
+    assert bridge_a.publish("zigbee2mqtt/bathroom/motion", state) == NOT_AUTHORIZED
+    assert bridge_a.publish("wmbusmeters/a1000001", wm("a1000001", 1.0)) == NOT_AUTHORIZED
+    sim = Client(svc.port, services.SIMULATOR_USER, passwords[services.SIMULATOR_USER])
+    assert sim.publish("zigbee2mqtt/home-b/bathroom/motion", state) == 0  # the test simulator: every home
+    deadline = time.monotonic() + 10
+    while len(reader.messages) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert sorted(t for t, _ in reader.messages) == ["zigbee2mqtt/home-a/bathroom/motion",
+                                                     "zigbee2mqtt/home-a/bridge/state",
+                                                     "zigbee2mqtt/home-b/bathroom/motion"]
+    for c in (reader, bridge_a, sim):
         c.close()
 
 

@@ -396,6 +396,115 @@ def test_unknown_decoder_name_is_a_configuration_error(influx_store, tmp_path, s
     settings = make_settings(tmp_path, 1, influx_store, sqlite_url, water_topics=["zigbee2mqtt/#=z2m"])
     with pytest.raises(ValueError, match="no decoder named 'z2m'"):
         Ingestor(settings, influx_store, None, accept_unknown=True)
+    homes = make_settings(tmp_path, 1, influx_store, sqlite_url, home_topics=["zigbee2mqtt/+/x=zigbee2mqtt"])
+    with pytest.raises(ValueError, match="VIGIE_HOME_TOPICS filter 'zigbee2mqtt/\\+/x': a zigbee2mqtt decoder needs"):
+        Ingestor(homes, influx_store, make_sessionmaker(make_engine(sqlite_url)))
+    with pytest.raises(ValueError, match="VIGIE_HOME_TOPICS: home sensors are looked up in the registry"):
+        Ingestor(make_settings(tmp_path, 1, influx_store, sqlite_url), influx_store, None, accept_unknown=True)
+
+
+# -- assisted-living homes (zigbee2mqtt) --------------------------------------------------------
+HOME_REGISTRY = """
+households:
+  - id: home-0001
+    meters: [{id: "h-m1", driver: izar}]
+    sensors:
+      - {id: s-motion, friendly_name: home-0001/bedroom/motion, room: bedroom, kind: motion}
+      - {id: s-door, friendly_name: home-0001/entrance/door, room: entrance, kind: contact}
+  - id: home-0002
+    sensors:
+      - {id: s-kettle, friendly_name: home-0002/kitchen/kettle, room: kitchen, kind: power}
+"""
+
+
+def z2m(t: datetime, **fields) -> bytes:
+    return json.dumps({"battery": 90, "linkquality": 80,
+                       "last_seen": t.isoformat(timespec="milliseconds").replace("+00:00", "Z"), **fields}).encode()
+
+
+def home_registry(tmp_path: Path, sqlite_url: str):
+    from vigie.registry import load_registry_file
+
+    (tmp_path / "homes.yaml").write_text(HOME_REGISTRY)
+    sessions = make_sessionmaker(make_engine(sqlite_url))
+    with sessions() as s:
+        load_registry_file(s, tmp_path / "homes.yaml")
+    return sessions
+
+
+def test_home_events_and_availability_go_to_the_events_policy_once(mosquitto, influx_store, tmp_path, sqlite_url):
+    """zigbee2mqtt beside water on one ingestor: events as home_event (events policy, ms), the
+    availability on change only (across a restart too), refusals as dead letters, duplicates once."""
+    from vigie.store.homes import HomeSensors, last_availability, read_events
+
+    sessions = home_registry(tmp_path, sqlite_url)
+    settings = make_settings(tmp_path, mosquitto.port, influx_store, sqlite_url)
+    t = T0.replace(microsecond=0) + timedelta(hours=1)
+    opened, shut = z2m(t, contact=False), z2m(t + timedelta(milliseconds=450), contact=True)  # the same second
+    kettle = z2m(t + timedelta(seconds=5), power=1850.5, state="ON")
+    ing = started(Ingestor(settings, influx_store, sessions))
+    try:
+        stream = [
+            ("zigbee2mqtt/home-0001/bedroom/motion/availability", b'{"state":"online"}'),
+            ("zigbee2mqtt/home-0001/bedroom/motion/availability", b'{"state":"online"}'),  # no change: not stored
+            ("zigbee2mqtt/home-0001/bridge/state", b'{"state":"online"}'),
+            ("zigbee2mqtt/home-0001/bedroom/motion", z2m(t, occupancy=True)),
+            ("zigbee2mqtt/home-0001/entrance/door", opened),
+            ("zigbee2mqtt/home-0001/entrance/door", shut),
+            ("zigbee2mqtt/home-0001/entrance/door", shut),                    # re-delivered: one point
+            ("wmbusmeters/h-m1", wm("h-m1", 7, 3.25)),                      # water in the same batches
+            ("zigbee2mqtt/home-0002/kitchen/kettle", kettle),
+            ("zigbee2mqtt/home-0001/bridge/info", b'{"version":"2.1.3"}'),    # not a report: ignored
+            ("zigbee2mqtt/home-0001/bedroom/motion", b'{"battery":89}'),      # no state: ignored
+            ("zigbee2mqtt/home-0009/hall/motion", z2m(t, occupancy=True)),    # unknown_device
+            ("zigbee2mqtt/home-0001/bedroom/motion", b"{not json"),           # not_json
+            ("zigbee2mqtt/home-0001/bedroom/motion", z2m(t, contact=True)),   # kind_mismatch
+            ("zigbee2mqtt/home-0001/bedroom/motion/availability", b'{"state":"offline"}'),
+        ]
+        publish(mosquitto.port, stream)
+        wait_for(lambda: ing.stats().received == len(stream), what="every message delivered")
+        assert ing.wait_idle(20, quiet_s=0.3)
+        st = ing.stats()
+        assert st.dead_letters == {"unknown_device": 1, "not_json": 1, "kind_mismatch": 1}
+        assert st.ignored == 3 and st.stored == 3 + 5 + 1 and st.written == st.stored
+    finally:
+        ing.stop()
+    letters = {dl.kind: dl for dl in read_dead_letters(settings.data_dir / "dead-letters.jsonl")}
+    assert letters["unknown_device"].reason == ("unknown_device: friendly name 'home-0009/hall/motion' is not a "
+                                                "registered sensor")
+    assert letters["not_json"].payload == "{not json" and letters["not_json"].decoder == "zigbee2mqtt"
+
+    sensors = HomeSensors.from_registry(sessions)
+    df = read_events(influx_store, t - timedelta(minutes=1), t + timedelta(minutes=1), sensors)
+    got = sorted((r.time, r.home_id, r.sensor_id, r.room, r.kind, r.value) for r in df.itertuples())
+    s0 = int(t.timestamp())
+    assert got == [(s0, "home-0001", "s-door", "entrance", "contact", 0.0),
+                   (s0, "home-0001", "s-door", "entrance", "contact", 1.0),
+                   (s0, "home-0001", "s-motion", "bedroom", "motion", 1.0),
+                   (s0 + 5, "home-0002", "s-kettle", "kitchen", "power", 1850.5)]
+    ms = influx_store.query_json('SELECT value FROM "vigie_events"."home_event" WHERE sensor_id = \'s-door\'',
+                                 epoch="ms")
+    assert [v[0] for v in ms[0]["values"]] == [int(t.timestamp() * 1000), int(t.timestamp() * 1000) + 450]
+    assert influx_store.query_json('SELECT count(value) FROM "vigie_raw"."home_event"') == []
+    assert list(points(influx_store, ["h-m1"]).index_m3) == [3.25]  # water still in the raw policy
+    assert last_availability(influx_store, ["s-motion", "zigbee2mqtt/home-0001"]) == {
+        "s-motion": False, "zigbee2mqtt/home-0001": True}
+    avail = influx_store.query_json('SELECT count(online) FROM "vigie_events"."sensor_availability"')
+    assert avail[0]["values"][0][1] == 3
+
+    # A new ingestor on the same data directory remembers the last availability: the retained
+    # "offline" and bridge "online" received again store nothing; a change does.
+    ing = started(Ingestor(settings, influx_store, sessions))
+    try:
+        publish(mosquitto.port, [("zigbee2mqtt/home-0001/bedroom/motion/availability", b'{"state":"offline"}'),
+                                 ("zigbee2mqtt/home-0001/bridge/state", b"online"),
+                                 ("zigbee2mqtt/home-0001/entrance/door/availability", b"offline")])
+        wait_for(lambda: ing.stats().received == 3, what="the availability messages")
+        assert ing.wait_idle(20, quiet_s=0.3)
+        assert ing.stats().stored == 1 and ing.stats().ignored == 2
+    finally:
+        ing.stop()
+    assert last_availability(influx_store, ["s-door"]) == {"s-door": False}
 
 
 # -- spool, dead-letter store and writer on their own ------------------------------------------
@@ -447,9 +556,35 @@ def test_spool_converts_an_earlier_versions_json_rows_in_order(tmp_path):
     assert spool.pending() == 5
     got = spool.peek(10)
     assert [p.line for _, p in got] == [reading_line(r) for r in rs]
-    assert {(p.meter_id, p.source) for _, p in got} == {("legacy", "native")}
+    assert {(p.device_id, p.source, p.purpose, p.precision) for _, p in got} == {("legacy", "native", "", "s")}
     spool.append(spooled(rs[:1]))  # after the converted rows
     assert spool.peek(10)[-1][0] > got[-1][0]
+    spool.close()
+
+
+def test_spool_of_the_water_only_version_is_upgraded_in_place(tmp_path):
+    """A spool whose points table predates homes (meter_id, no purpose or precision) keeps its
+    rows, in order, as water readings (the writes' policy, precision s)."""
+    import sqlite3
+
+    from vigie.ingest.spool import Spool, SpooledPoint
+
+    rs = [reading("before", T0 + timedelta(seconds=i), float(i)) for i in range(3)]
+    db = sqlite3.connect(tmp_path / "spool.sqlite")
+    db.execute("CREATE TABLE points (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL, "
+               "meter_id TEXT NOT NULL, source TEXT NOT NULL)")
+    db.executemany("INSERT INTO points (line, meter_id, source) VALUES (?, ?, ?)",
+                   [(reading_line(r), r.meter_id, r.source) for r in rs])
+    db.commit()
+    db.close()
+    spool = Spool(tmp_path / "spool.sqlite")
+    home = SpooledPoint("home_event,home_id=h,kind=motion,sensor_id=s value=1 1700000000000", "s", "zigbee2mqtt",
+                        "events", "ms")
+    spool.append([home], {"s": True})
+    assert [p for _, p in spool.peek(10)] == spooled(rs) + [home]
+    spool.close()
+    spool = Spool(tmp_path / "spool.sqlite")
+    assert [p for _, p in spool.peek(10)] == spooled(rs) + [home] and spool.availability() == {"s": True}
     spool.close()
 
 

@@ -7,11 +7,18 @@ Who gets a credential (user name = the id) and what it may do (docs/security.md,
   (``VIGIE_WATER_TOPICS`` filters ``<prefix>/#``), where ``level`` is the device's own id or the
   id or ``topic_name`` of one of its meters — exactly the topics the ingestor's identity check
   (:mod:`vigie.ingest.identity`) accepts for it;
-- the **service account** (``VIGIE_MQTT_USERNAME``): *read* every configured water topic filter
-  (without its ``$share/<group>/`` prefix: Mosquitto checks a shared subscription against the
-  underlying filter);
+- each **home** with sensors (user name = the household id): its zigbee2mqtt bridge, *write*
+  ``<base>/<home prefix>/#`` for every configured home topic base (``VIGIE_HOME_TOPICS`` filters
+  ``<base>/#``), where ``home prefix`` is the first level shared by the friendly names of all the
+  home's sensors — the bridge runs with ``base_topic: <base>/<home prefix>``, so it may speak only
+  for its own home's devices (a friendly name is the topic after ``<base>/``, and the decoder finds
+  the sensor, hence the home, by it);
+- the **service account** (``VIGIE_MQTT_USERNAME``): *read* every configured water and home topic
+  filter (without its ``$share/<group>/`` prefix: Mosquitto checks a shared subscription against
+  the underlying filter);
 - optionally the **simulator** (``VIGIE_SIMULATOR_MQTT_USERNAME``, for testing only): *write*
-  ``<prefix>/#`` — it publishes for every simulated meter.
+  ``<prefix>/#`` for the water prefixes and ``<base>/#`` for the home bases — it publishes for
+  every simulated meter and home.
 
 Nothing else for anybody (Mosquitto denies what no ACL line grants). Passwords are hashed by
 Mosquitto's own ``mosquitto_passwd -U`` (PBKDF2-SHA512 in 2.x). A credential already in the
@@ -52,11 +59,19 @@ class MeterRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorRoute:
+    """What the broker needs to know of one registered home sensor."""
+
+    household_id: str
+    friendly_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Credential:
     """One broker user: ``write`` topics it may publish on, ``read`` filters it may subscribe to."""
 
     username: str
-    role: str  # "gateway", "device", "service" or "simulator"
+    role: str  # "gateway", "device", "bridge", "service" or "simulator"
     write: tuple[str, ...] = ()
     read: tuple[str, ...] = ()
 
@@ -74,28 +89,58 @@ class CredentialsReport:
     secrets: Path | None = None
 
 
-def topic_prefixes(topic_decoders: Iterable[tuple[str, str]]) -> list[str]:
-    """The ``<prefix>`` of each ``<prefix>/#`` water topic filter (``$share/<group>/`` removed).
-    Raises :class:`BrokerAuthError` for a filter of another shape (per-device grants need it)."""
+def topic_prefixes(topic_decoders: Iterable[tuple[str, str]], setting: str = "VIGIE_WATER_TOPICS") -> list[str]:
+    """The ``<prefix>`` of each ``<prefix>/#`` topic filter (``$share/<group>/`` removed) of
+    ``setting``. Raises :class:`BrokerAuthError` for a filter of another shape (per-device grants
+    need it)."""
     prefixes = []
     for topic_filter, _decoder in topic_decoders:
         plain = _unshared(topic_filter)
         prefix = plain[:-2] if plain.endswith("/#") else ""
         if not prefix or "+" in prefix or "#" in prefix:
-            raise BrokerAuthError(f"VIGIE_WATER_TOPICS filter {topic_filter!r}: per-device broker credentials "
+            raise BrokerAuthError(f"{setting} filter {topic_filter!r}: per-device broker credentials "
                                   "need filters of the form <prefix>/# (e.g. wmbusmeters/#)")
         if prefix not in prefixes:
             prefixes.append(prefix)
     return prefixes
 
 
+def home_prefixes(sensors: Iterable[SensorRoute]) -> dict[str, str]:
+    """Household id → its home prefix: the first level of its sensors' friendly names, which must
+    be the same for all of them and differ between households. Raises :class:`BrokerAuthError`
+    naming the household otherwise (a bridge publishing at the base topic itself could not be
+    confined to its home)."""
+    prefix_of: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for r in sorted(sensors, key=lambda r: (r.household_id, r.friendly_name)):
+        first, sep, _rest = r.friendly_name.partition("/")
+        if not sep:
+            raise BrokerAuthError(f"household {r.household_id}: friendly name {r.friendly_name!r} has no home prefix: "
+                                  "name devices <home prefix>/<device> and run the home's bridge with base_topic "
+                                  "<base>/<home prefix> (docs/homes.md)")
+        _check_level(first, f"household {r.household_id} home prefix")
+        known = prefix_of.setdefault(r.household_id, first)
+        if known != first:
+            raise BrokerAuthError(f"household {r.household_id}: friendly names start with both {known!r} and "
+                                  f"{first!r}: all of a home's devices share its bridge's prefix")
+        other = owner.setdefault(first, r.household_id)
+        if other != r.household_id:
+            raise BrokerAuthError(f"home prefix {first!r} is used by households {other} and {r.household_id}: "
+                                  "each home's bridge needs its own")
+    return prefix_of
+
+
 def plan_credentials(meters: Iterable[MeterRoute], topic_decoders: Sequence[tuple[str, str]], service_user: str,
-                     simulator_user: str | None = None) -> list[Credential]:
-    """The credentials and grants for ``meters`` (see the module docstring), sorted by user name
-    after the service and simulator accounts. Raises :class:`BrokerAuthError` when an id cannot be
-    a topic level or a user name, two devices would share a user name, or one topic would belong
-    to two devices."""
+                     simulator_user: str | None = None, *, sensors: Iterable[SensorRoute] = (),
+                     home_topic_decoders: Sequence[tuple[str, str]] = ()) -> list[Credential]:
+    """The credentials and grants for ``meters`` and the homes of ``sensors`` (see the module
+    docstring), sorted by user name after the service and simulator accounts. Raises
+    :class:`BrokerAuthError` when an id cannot be a topic level or a user name, two devices would
+    share a user name, one topic would belong to two devices, or a home's friendly names do not
+    give it a prefix of its own (:func:`home_prefixes`)."""
     prefixes = topic_prefixes(topic_decoders)
+    bases = topic_prefixes(home_topic_decoders, "VIGIE_HOME_TOPICS")
+    homes = home_prefixes(sensors)
     levels: dict[str, list[str]] = {}   # device (user name) → topic levels it speaks for
     level_owner: dict[str, str] = {}
     standalone: set[str] = set()
@@ -122,18 +167,25 @@ def plan_credentials(meters: Iterable[MeterRoute], topic_decoders: Sequence[tupl
     if both:
         raise BrokerAuthError(f"{sorted(both)[0]!r} is both a gateway and a meter without a gateway: "
                               "one broker user cannot be two devices")
-    accounts = [Credential(service_user, "service", read=tuple(_unshared(f) for f, _ in topic_decoders))]
+    for household in homes:
+        _check_level(household, f"household {household}")
+        if household in levels:
+            raise BrokerAuthError(f"household {household!r} (its home bridge's broker user) is also a water "
+                                  "device id: one broker user cannot be two devices")
+    filters = [*topic_decoders, *home_topic_decoders]
+    accounts = [Credential(service_user, "service", read=tuple(_unshared(f) for f, _ in filters))]
     if simulator_user:
-        accounts.append(Credential(simulator_user, "simulator", write=tuple(f"{p}/#" for p in prefixes)))
+        accounts.append(Credential(simulator_user, "simulator", write=tuple(f"{p}/#" for p in [*prefixes, *bases])))
     for acc in accounts:
         _check_level(acc.username, f"{acc.role} user")
-        if acc.username in levels:
-            raise BrokerAuthError(f"{acc.role} user {acc.username!r} is also a device id in the registry")
+        if acc.username in levels or acc.username in homes:
+            raise BrokerAuthError(f"{acc.role} user {acc.username!r} is also a device id or household in the registry")
     if simulator_user == service_user:
         raise BrokerAuthError(f"the simulator and the service cannot share the broker user {service_user!r}")
     devices = [Credential(d, "gateway" if d in gateways else "device",
                           write=tuple(f"{p}/{lvl}" for p in prefixes for lvl in levels[d])) for d in sorted(levels)]
-    return accounts + devices
+    bridges = [Credential(h, "bridge", write=tuple(f"{b}/{homes[h]}/#" for b in bases)) for h in sorted(homes)]
+    return accounts + sorted(devices + bridges, key=lambda c: c.username)
 
 
 def acl_text(credentials: Sequence[Credential]) -> str:
@@ -165,7 +217,7 @@ def write_broker_files(out_dir: Path, credentials: Sequence[Credential], *, rota
     unknown = [r for r in rotate if r not in names]
     if unknown:
         raise BrokerAuthError(f"--rotate {unknown[0]}: no such credential (known: gateways, meters without "
-                              "a gateway, the service and simulator users)")
+                              "a gateway, households with sensors, the service and simulator users)")
     tool = mosquitto_passwd or shutil.which("mosquitto_passwd")
     if not tool or not Path(tool).exists():
         raise BrokerAuthError("mosquitto_passwd not found: it comes with Mosquitto (Debian: apt-get install "

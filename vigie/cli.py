@@ -259,20 +259,21 @@ def broker_credentials(
     out: Annotated[Path, typer.Option("--out", help="Directory of the Mosquitto passwd and acl files")],
     rotate: Annotated[list[str], typer.Option(help="Give this credential (gateway, meter, service or "
                                               "simulator user) a new password (repeatable)")] = [],
-    simulator: Annotated[bool, typer.Option(help="Also a test publisher allowed on every water topic "
+    simulator: Annotated[bool, typer.Option(help="Also a test publisher allowed on every water and home topic "
                                             "(VIGIE_SIMULATOR_MQTT_USERNAME); for testing only")] = False,
     secrets: Annotated[Optional[Path], typer.Option(help="Append new passwords here (0600; default "
                                                     "OUT/new-credentials)")] = None,
 ) -> None:
     """Write Mosquitto's password file (hashed by mosquitto_passwd) and ACL from the registry: one
-    credential per gateway or gateway-less meter, the service account (VIGIE_MQTT_USERNAME) may
-    subscribe. Existing passwords are kept; new ones are written once to the secrets file. Reload
-    Mosquitto afterwards (SIGHUP)."""
+    credential per gateway or gateway-less meter, one per home's zigbee2mqtt bridge (user = the
+    household id), the service account (VIGIE_MQTT_USERNAME) may subscribe. Existing passwords are
+    kept; new ones are written once to the secrets file. Reload Mosquitto afterwards (SIGHUP)."""
     from sqlalchemy import select
 
-    from vigie.broker_auth import (DEFAULT_SIMULATOR_USER, BrokerAuthError, MeterRoute, plan_credentials,
-                                   write_broker_files)
+    from vigie.broker_auth import (DEFAULT_SIMULATOR_USER, BrokerAuthError, MeterRoute, SensorRoute,
+                                   plan_credentials, write_broker_files)
     from vigie.registry import Meter
+    from vigie.sensors import Sensor
 
     settings = _settings()
     if not settings.mqtt_username:
@@ -281,9 +282,11 @@ def broker_credentials(
     ctx = _context(ensure_influx=False)
     with ctx.sessions() as s:
         meters = [MeterRoute(*row) for row in s.execute(select(Meter.id, Meter.gateway, Meter.topic_name))]
+        sensors = [SensorRoute(*row) for row in s.execute(select(Sensor.household_id, Sensor.friendly_name))]
     try:
         creds = plan_credentials(meters, settings.topic_decoders(), settings.mqtt_username,
-                                 (settings.simulator_mqtt_username or DEFAULT_SIMULATOR_USER) if simulator else None)
+                                 (settings.simulator_mqtt_username or DEFAULT_SIMULATOR_USER) if simulator else None,
+                                 sensors=sensors, home_topic_decoders=settings.home_topic_decoders())
         report = write_broker_files(out, creds, rotate=rotate, secrets_path=secrets)
     except (BrokerAuthError, OSError) as exc:
         typer.echo(f"broker credentials: {exc}", err=True)
@@ -369,6 +372,8 @@ def simulate_home(
     ground_truth: Annotated[Optional[Path], typer.Option(help="Write the injected anomalies here (JSON lines)")] = None,
     registry_out: Annotated[Optional[Path], typer.Option(help="Write the homes' registry YAML (households, "
                                                          "people, sensors) here")] = None,
+    end: Annotated[Optional[str], typer.Option(help="Stop the period at this moment, 'now' or ISO 8601 with an "
+                                               "offset (with --start: days that end now, for live tests)")] = None,
 ) -> None:
     """Publish simulated assisted-living homes as zigbee2mqtt messages over MQTT (QoS 1)."""
     from vigie.simulators.publish import publish_messages
@@ -379,8 +384,11 @@ def simulate_home(
         raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
     settings = _settings()
     try:
+        end_at = None
+        if end is not None:
+            end_at = datetime.now().astimezone() if end == "now" else datetime.fromisoformat(end)
         cfg = HomeSimConfig(homes=homes, days=days, seed=seed, anomalies=[parse_anomaly_spec(a) for a in anomaly],
-                            start=_parse_day(start, "--start") if start else None)
+                            start=_parse_day(start, "--start") if start else None, end=end_at)
         result = simulate_homes(cfg)
     except ValueError as exc:
         typer.echo(f"simulate home: {exc}", err=True)
@@ -425,6 +433,64 @@ def replay_daiad_cmd(
         typer.echo(f"replay daiad: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(json.dumps(dataclasses.asdict(report), default=str))
+
+
+@replay_app.command("ordonez")
+def replay_ordonez_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Directory of OrdonezA_Sensors.txt (read in place, never copied)")],
+    home: Annotated[str, typer.Option(help="Household id of the replayed home (also its topic prefix)")] = "ordonez-a",
+    tz: Annotated[str, typer.Option(help="Zone of the files' wall-clock times")] = "Europe/Madrid",
+    start_date: Annotated[Optional[str], typer.Option(help="First local day of the replay, YYYY-MM-DD (default: "
+                                                      "the data set's days ending yesterday)")] = None,
+    speed: Annotated[Optional[float], typer.Option(help="Simulated seconds per wall second")] = None,
+    as_fast_as_possible: Annotated[bool, typer.Option("--as-fast-as-possible",
+                                                      help="Publish without pacing (the default)")] = False,
+    registry_out: Annotated[Optional[Path], typer.Option(help="Write the home's registry YAML (household, "
+                                                         "sensors with opaque ids) here")] = None,
+    register: Annotated[bool, typer.Option(help="Load the home and its sensors into the registry before "
+                                           "publishing")] = True,
+) -> None:
+    """Publish the Ordóñez ADL home as zigbee2mqtt messages (one home; each active interval gives the
+    messages its sensor would send at its start and end); returns once the broker has acknowledged
+    all of them."""
+    import tempfile
+
+    from vigie.registry import RegistryError, load_registry_file
+    from vigie.simulators.ordonez import load_ordonez
+    from vigie.simulators.publish import publish_messages
+    from vigie.simulators.replay_ordonez import plan_replay, write_registry
+
+    if speed is not None and as_fast_as_possible:
+        raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
+    settings = _settings()
+    try:
+        replay = plan_replay(load_ordonez(data_dir, tz), home,
+                             _parse_day(start_date, "--start-date") if start_date else None)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"replay ordonez: {exc}", err=True)
+        raise typer.Exit(2)
+    if registry_out:
+        write_registry(replay, registry_out)
+    if register:
+        ctx = _context(ensure_influx=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = registry_out or Path(tmp) / "ordonez.yaml"
+            if not registry_out:
+                write_registry(replay, path)
+            try:
+                with ctx.sessions() as s:
+                    load_registry_file(s, path, default_commune=settings.commune)
+            except RegistryError as exc:
+                typer.echo(f"replay ordonez: {exc}", err=True)
+                raise typer.Exit(2)
+    total = len(replay.messages)
+    typer.echo(f"publishing {total} zigbee2mqtt messages of home {home}, {replay.start}..{replay.end}, "
+               f"to {settings.mqtt_url}", err=True)
+    show = _progress("replay ordonez")
+    n = publish_messages(replay.messages, settings.mqtt_url, speed=speed,
+                         progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
+    typer.echo(json.dumps({"published": n, "home": home, "sensors": len(replay.sensors), "events": replay.events,
+                           "start": replay.start.isoformat(), "end": replay.end.isoformat()}))
 
 
 

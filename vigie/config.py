@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         default_factory=lambda: ["wmbusmeters/#=wmbusmeters", "vigie/water/#=native"],
         description="Topic filter=decoder pairs the ingestor subscribes to (QoS 1)",
     )
+    home_topics: list[str] = Field(
+        default_factory=lambda: ["zigbee2mqtt/#=zigbee2mqtt"],
+        description="Assisted-living homes: topic filter=decoder pairs (QoS 1), filters <base>/# with the "
+                    "zigbee2mqtt base topic; each home's bridge publishes under <base>/<home prefix>/ "
+                    "(docs/homes.md)",
+    )
     ingest_workers: int = Field(1, ge=1, le=64, description="Ingestor processes; above 1 each has its own "
                                 "session <mqtt_client_id>-<i> and <data_dir>/worker-<i> and the topics are "
                                 "MQTT 5 shared subscriptions $share/<mqtt_client_id>/<filter>")
@@ -222,13 +228,22 @@ class Settings(BaseSettings):
 
     def topic_decoders(self) -> list[tuple[str, str]]:
         """``water_topics`` as (topic filter, decoder name) pairs."""
-        pairs = []
-        for item in self.water_topics:
-            topic, sep, decoder = item.rpartition("=")
-            if not sep or not topic or not decoder:
-                raise ValueError(f"VIGIE_WATER_TOPICS item {item!r}: expected 'topic/filter/#=decoder'")
-            pairs.append((topic, decoder))
-        return pairs
+        return _topic_pairs(self.water_topics, "VIGIE_WATER_TOPICS")
+
+    def home_topic_decoders(self) -> list[tuple[str, str]]:
+        """``home_topics`` as (topic filter, decoder name) pairs."""
+        return _topic_pairs(self.home_topics, "VIGIE_HOME_TOPICS")
+
+
+def _topic_pairs(items: list[str], setting: str) -> list[tuple[str, str]]:
+    """``topic/filter/#=decoder`` items as pairs; ValueError naming ``setting`` and the item."""
+    pairs = []
+    for item in items:
+        topic, sep, decoder = item.rpartition("=")
+        if not sep or not topic or not decoder:
+            raise ValueError(f"{setting} item {item!r}: expected 'topic/filter/#=decoder'")
+        pairs.append((topic, decoder))
+    return pairs
 
 
 def settings_markdown() -> str:

@@ -36,6 +36,7 @@ class NativeDecoder:
     alarm name). In a batch the reason starts with the element's position, e.g. ``[2] …``."""
 
     name = "native"
+    yields = MeterReading
 
     def __init__(self, max_future_s: float = 300.0) -> None:
         self.max_future_s = max_future_s

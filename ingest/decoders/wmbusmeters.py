@@ -83,6 +83,7 @@ class WmbusmetersDecoder:
     """
 
     name = "wmbusmeters"
+    yields = MeterReading
 
     def __init__(self, max_future_s: float = 300.0) -> None:
         self.max_future_s = max_future_s

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal, Protocol
 
-from vigie.ingest.decoders import DecodeError, fields
+from vigie.ingest.decoders import DecodeError, fields, register
 from vigie.records import Room, SensorEvent, SensorKind
 
 #: Levels under ``bridge`` that zigbee2mqtt publishes itself (2.x): not device reports.
@@ -132,14 +132,17 @@ class Zigbee2MqttDecoder:
     """Decoder ``zigbee2mqtt``: one message → ``list[SensorEvent]`` (at most one event) or a
     :class:`DeviceAvailability`.
 
-    ``sensor_for``: friendly name → :class:`SensorInfo` (None: unknown). ``base_topic``: the prefix
-    the ingestor subscribes under (``zigbee2mqtt``). ``max_future_s``: a ``last_seen`` later than
-    reception by more than this is refused. Errors: see the module docstring.
+    ``sensor_for``: friendly name → :class:`SensorInfo` (None: unknown); None makes an unbound
+    decoder (the registered one), whose :meth:`decode` raises ``RuntimeError`` until
+    :meth:`bind` gives it a lookup. ``base_topic``: the prefix the ingestor subscribes under
+    (``zigbee2mqtt``). ``max_future_s``: a ``last_seen`` later than reception by more than this
+    is refused. Errors: see the module docstring.
     """
 
     name = "zigbee2mqtt"
+    yields = SensorEvent
 
-    def __init__(self, sensor_for: SensorLookup, base_topic: str = "zigbee2mqtt",
+    def __init__(self, sensor_for: SensorLookup | None = None, base_topic: str = "zigbee2mqtt",
                  max_future_s: float = 300.0) -> None:
         if not base_topic or base_topic.endswith("/") or any(c in base_topic for c in "+#"):
             raise ValueError(f"base_topic {base_topic!r}: expected a topic without wildcards or trailing '/'")
@@ -147,8 +150,14 @@ class Zigbee2MqttDecoder:
         self.base_topic = base_topic
         self.max_future_s = max_future_s
 
+    def bind(self, sensor_for: SensorLookup, base_topic: str) -> "Zigbee2MqttDecoder":
+        """This decoder for the registry's sensors under ``base_topic`` (ValueError as the constructor)."""
+        return Zigbee2MqttDecoder(sensor_for, base_topic, self.max_future_s)
+
     def decode(self, topic: str, payload: bytes,
                received_at: datetime) -> list[SensorEvent] | DeviceAvailability:
+        if self.sensor_for is None:
+            raise RuntimeError("the zigbee2mqtt decoder needs a sensor lookup: use bind(sensor_for, base_topic)")
         prefix = self.base_topic + "/"
         if not topic.startswith(prefix) or len(topic) == len(prefix):
             raise DecodeError(f"topic {topic!r} is not under {prefix!r}", "bad_topic")
@@ -199,6 +208,9 @@ class Zigbee2MqttDecoder:
         # Re-checked by the shared helper for the range and future-time rules.
         return fields.timestamp({"last_seen": t.isoformat()}, "last_seen", received_at, self.max_future_s,
                                 naive_is_utc=False)
+
+
+register(Zigbee2MqttDecoder())
 
 
 def _is_bridge_topic(levels: list[str]) -> bool:

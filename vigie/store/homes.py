@@ -16,6 +16,10 @@ policy (``store.policy_for("events")``, 90 days by default: raw behaviour data a
   the value differs from the device's last stored one (the message is retained, so every reconnect
   receives it again).
 
+The ingestor writes both through its spool (``ingest/homes.py``: :func:`event_line`,
+:func:`availability_line`; the change check against the last availability it spooled);
+:func:`write_events` and :func:`write_availability` write directly (tools, tests).
+
 The rooms are not stored: :func:`read_events` joins the registry's sensors (:class:`HomeSensors`)
 and returns the analytics' events frame (``analytics.routine`` module docstring).
 """
@@ -43,6 +47,8 @@ log = logging.getLogger(__name__)
 EVENT = "home_event"
 AVAILABILITY = "sensor_availability"
 EVENTS_PURPOSE = "events"
+#: Timestamp precision of both measurements' lines.
+PRECISION = "ms"
 #: Points per /write request.
 BATCH = 5000
 #: A read is split into slices of this length: one slice's CSV answer is held in memory at a time.
@@ -123,7 +129,7 @@ def write_events(store: InfluxStore, events: Iterable[SensorEvent], directory: H
     lines = [event_line(e, h) for e, h in zip(events, homes)]
     rp = events_policy(store)
     for i in range(0, len(lines), BATCH):
-        store.write_lines(lines[i:i + BATCH], precision="ms", retention_policy=rp)
+        store.write_lines(lines[i:i + BATCH], precision=PRECISION, retention_policy=rp)
     return len(lines)
 
 
@@ -144,14 +150,18 @@ def write_availability(store: InfluxStore, items: Iterable[DeviceAvailability]) 
         if last.get(a.device_id) == a.online:
             continue
         last[a.device_id] = a.online
-        p = Point(AVAILABILITY).tag("device_kind", a.device_kind).tag("device_id", a.device_id)
-        if a.home_id:
-            p.tag("home_id", a.home_id)
-        lines.append(p.field("online", 1.0 if a.online else 0.0).time(_ms(a.time), WritePrecision.MS)
-                     .to_line_protocol())
+        lines.append(availability_line(a))
     for i in range(0, len(lines), BATCH):
-        store.write_lines(lines[i:i + BATCH], precision="ms", retention_policy=events_policy(store))
+        store.write_lines(lines[i:i + BATCH], precision=PRECISION, retention_policy=events_policy(store))
     return len(lines)
+
+
+def availability_line(a: DeviceAvailability) -> str:
+    """One availability change as a ``sensor_availability`` line-protocol line (precision ms)."""
+    p = Point(AVAILABILITY).tag("device_kind", a.device_kind).tag("device_id", a.device_id)
+    if a.home_id:
+        p.tag("home_id", a.home_id)
+    return p.field("online", 1.0 if a.online else 0.0).time(_ms(a.time), WritePrecision.MS).to_line_protocol()
 
 
 def last_availability(store: InfluxStore, device_ids: Sequence[str]) -> dict[str, bool]:
