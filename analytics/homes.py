@@ -17,8 +17,13 @@ Detectors (thresholds learned per home, see ``analytics.routine``):
   the home's learned wake-up deadline — lying in bed until then is sleep, however late it is
   compared with the days the morning bins were learned from, and the ``no_wakeup`` detector is the
   one responsible for that window. A fall (out of bed, in the bathroom) releases the bed sensor
-  and is never masked; a home without a bed sensor is never asleep. ``start`` is the first minute
-  the line was crossed, outside sleep, since the last activity.
+  and is never masked; a home without a bed sensor is never asleep. While **resting** — a seat mat
+  (chair / seat presence sensor, outside the bedroom) occupied and the last activity in its room —
+  the line is the home's learned resting line for the bin instead (``analytics.routine``,
+  "Resting": learned from the sit durations, never below the general line, capped, so an extremely long
+  sit still alerts); getting up releases the mat, so a fall after leaving the chair is judged on
+  the general line. ``start`` is the first minute the line was crossed, outside sleep, since the
+  last activity.
 - ``no_wakeup`` (high): local time past the learned wake-up deadline (median + k·spread + margin)
   and no activity since the learned earliest wake-up, today; not while away. Holds until midnight.
 - ``long_bathroom`` (high, possible fall): the last activity is in the bathroom and the stay (from
@@ -57,7 +62,7 @@ import pandas as pd
 
 from vigie.analytics.routine import (
     DAY_S, K_WATER, R_BATHROOM, R_BEDROOM, ROOMS, HomeRoutines, LastIndex, activity_of, in_window,
-    last_time, local_seconds, prepare,
+    last_time, local_seconds, occupied_seat_room, prepare,
 )
 from vigie.records import HOME_EVENT_SEVERITY, HomeEvent, HomeEventKind
 
@@ -165,17 +170,28 @@ def detect_at(events: pd.DataFrame, routines: HomeRoutines, q_home: np.ndarray, 
     sleeping = has_last & in_bed & (last_room == R_BEDROOM)
     asleep = sleeping & (q_sod < deadline)
 
-    # ---- inactivity (Cuddihy et al. 2007), not while asleep ----
+    # Resting: a seat mat occupied (fallback: the state at learning time when the events given
+    # hold no seat report) and the last activity in its room; like sleep, it holds since then.
+    seat_room = occupied_seat_room(act, q_home, q_time)
+    no_seat_report = act.seat_index.query(q_home, q_time) < 0
+    la_seat = pd.Categorical(la["seat_room"].astype(object), categories=[str(r) for r in ROOMS]).codes
+    seat_room = np.where(no_seat_report & (routines.now <= q_time), la_seat[q_home], seat_room)
+    resting = has_last & (seat_room >= 0) & (seat_room == last_room)
+
+    # ---- inactivity (Cuddihy et al. 2007), not while asleep; the resting line while resting ----
+    rest_tab = routines.resting_threshold_s.to_numpy()
     thr_tab = routines.inactivity_threshold_s.to_numpy()
-    q_tab = routines.inactivity_q_s.to_numpy()
-    thr = thr_tab[q_home, q_bin]
+    rest_q = routines.resting_q_s.to_numpy()[q_home, q_bin]
+    q_tab = np.where(resting & ~np.isnan(rest_q), rest_q, routines.inactivity_q_s.to_numpy()[q_home, q_bin])
+    thr = np.where(resting, rest_tab[q_home, q_bin], thr_tab[q_home, q_bin])
     inact = has_last & ~away & ~asleep & (elapsed > thr)
     onset = np.full(Q, np.nan)
     if inact.any():
-        onset[inact] = _inactivity_onset(last_t[inact], q_time[inact], thr_tab[q_home[inact]],
+        lines = np.where(resting[inact, None], rest_tab[q_home[inact]], thr_tab[q_home[inact]])
+        onset[inact] = _inactivity_onset(last_t[inact], q_time[inact], lines,
                                          np.where(sleeping, deadline, -1.0)[inact], tz, rp.bin_s,
                                          params.inactivity_onset_step_s)
-    emit(HomeEventKind.INACTIVITY, inact, onset, elapsed, q_tab[q_home, q_bin], thr)
+    emit(HomeEventKind.INACTIVITY, inact, onset, elapsed, q_tab, thr)
 
     # ---- no wake-up ----
     day_start_loc = q_loc - q_sod

@@ -22,6 +22,22 @@ someone who comes in and collapses before reaching a sensor looks away.
 last activity being in the bedroom, ``analytics.homes`` reads the time before the home's wake-up
 deadline as sleep (see there).
 
+**Resting**: a seat presence sensor (a chair or seat mat: a presence sensor outside the bedroom)
+last reported occupied, and the last activity in that mat's room. A person sitting in an armchair
+is not on the floor, and sitting still is part of an ordinary sit (a PIR firing while seated is
+incidental), so while resting the inactivity line is a separately learned *resting line* from the
+home's sit durations (a sit: a run of "occupied" reports of the home's seat mats): per day and
+time-of-day bin the longest time since a sit began (at bin ends and at the sit's end), over days a
+high quantile of the days that had a sit in that bin, smoothed, × factor — the general line's
+method (Cuddihy et al. 2007) applied to sits. It is never below the general line of the bin (being
+seated only ever makes the detector more patient) and never above ``resting_ceiling_s``, so a sit
+still longer than the home's usual sits, or extremely long, alerts. A bin with fewer than
+``resting_min_days`` days of sits, a home with limited history and a home without a seat mat keep
+the general line. Getting up releases the mat (an activity), so a fall after leaving the chair is
+judged on the general line. Limitations: a mat stuck "occupied" reads as a sit (its length is
+capped only by the ceiling), and a person fallen in the same room beside a stuck
+mat is judged on the resting line; with several mats the last report of any of them decides.
+
 **Decline** (a soft daily check-in) compares the mean motion detections per day of the last
 ``decline_days`` complete days with a *reference* level learned from the window's days that ended
 at least ``decline_reference_gap_days`` before them: the routine is relearned daily, so a baseline
@@ -87,6 +103,12 @@ class RoutineParams:
     inactivity_min_days: int = 5          # fewer valid days in a bin → that bin's default
     inactivity_floor_s: float = 3_600.0
     inactivity_ceiling_s: float = 12 * 3_600.0
+    # Resting on a seat mat (module docstring, "Resting"): the same learning on sit durations;
+    # floor = the general line of the bin.
+    resting_quantile: float = 0.95
+    resting_factor: float = 1.5
+    resting_min_days: int = 5
+    resting_ceiling_s: float = 12 * 3_600.0
     default_inactivity_day_s: float = 3 * 3_600.0    # conservative: alert early by day…
     default_inactivity_rest_s: float = 12 * 3_600.0  # …and only after a full night at rest
     default_rest_start_h: float = 22.0
@@ -130,7 +152,7 @@ class RoutineParams:
     def __post_init__(self) -> None:
         if self.bin_minutes <= 0 or (24 * 60) % self.bin_minutes:
             raise ValueError(f"bin_minutes must divide 1440, got {self.bin_minutes}")
-        for name in ("inactivity_quantile", "bathroom_quantile", "silent_quantile"):
+        for name in ("inactivity_quantile", "resting_quantile", "bathroom_quantile", "silent_quantile"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1]")
         if self.inactivity_floor_s > self.inactivity_ceiling_s:
@@ -158,6 +180,10 @@ class HomeRoutines:
     - ``inactivity_q_s`` (homes × bins): learned quantile of the longest inactivity per bin and day
       (NaN where too few days); ``inactivity_threshold_s``: the alert line used (smoothed, × factor,
       clamped, defaults filled), seconds;
+    - ``resting_q_s`` (homes × bins): the same quantile over the longest sit on a seat mat per bin
+      and day, smoothed over ± ``inactivity_smooth_bins`` (the usual sit the line is built from; NaN
+      where too few days); ``resting_threshold_s``: the line used while resting
+      (module docstring, "Resting"; the general line where not learned), seconds;
     - ``wake``: columns ``median_s``, ``spread_s`` (1.4826·MAD) of the wake-up time, seconds after
       local midnight, ``n_days``, ``lo_s`` (activity after it counts as up), ``deadline_s``,
       ``default`` (bool);
@@ -173,7 +199,8 @@ class HomeRoutines:
       the end of the last day counted);
     - ``appliance_use`` (homes × local dates): power rising above threshold + kitchen contact
       openings per day (NaN for incomplete days); ``appliance_level``: ``mean``, ``sd``;
-    - ``last_activity``: ``time`` (epoch s, NaN if none), ``room``, ``away``, ``in_bed`` at ``now``;
+    - ``last_activity``: ``time`` (epoch s, NaN if none), ``room``, ``away``, ``in_bed``, and
+      ``seat_room`` (the room of the seat mat last reported occupied, None if none or free) at ``now``;
     - ``sensors``: one row per (home_id, sensor_id): ``room``, ``kind``, ``n_messages``,
       ``last_seen`` (epoch s), ``expected_gap_s``, ``silent_after_s``.
     """
@@ -188,6 +215,8 @@ class HomeRoutines:
     activity_by_bin: pd.DataFrame
     inactivity_q_s: pd.DataFrame
     inactivity_threshold_s: pd.DataFrame
+    resting_q_s: pd.DataFrame
+    resting_threshold_s: pd.DataFrame
     wake: pd.DataFrame
     bathroom: pd.DataFrame
     night_exits: pd.DataFrame
@@ -215,6 +244,8 @@ class HomeRoutines:
             activity_by_bin=cat(self.activity_by_bin, empty.activity_by_bin),
             inactivity_q_s=cat(self.inactivity_q_s, empty.inactivity_q_s),
             inactivity_threshold_s=cat(self.inactivity_threshold_s, empty.inactivity_threshold_s),
+            resting_q_s=cat(self.resting_q_s, empty.resting_q_s),
+            resting_threshold_s=cat(self.resting_threshold_s, empty.resting_threshold_s),
             wake=cat(self.wake, empty.wake), bathroom=cat(self.bathroom, empty.bathroom),
             night_exits=cat(self.night_exits, empty.night_exits),
             daily_activity=cat(self.daily_activity, empty.daily_activity),
@@ -386,7 +417,9 @@ class Activity:
     ``away_after[i]``: the home is away just after row i; ``bath_entry[i]``: row i is a bathroom
     activity whose previous activity (same home) was elsewhere or absent. ``bed_index`` /
     ``bed_occupied``: every report (heartbeats too) of a bedroom presence sensor and whether it
-    says occupied.
+    says occupied; ``seat_*``: the same for the seat mats (presence sensors outside the bedroom),
+    with each report's home, time, room code and, when occupied, ``seat_since``: when the run of
+    "occupied" reports it belongs to began (the sit's start; the home's mats together).
     """
 
     home: np.ndarray
@@ -408,6 +441,12 @@ class Activity:
     inside_rows: np.ndarray
     bed_index: LastIndex
     bed_occupied: np.ndarray
+    seat_index: LastIndex
+    seat_home: np.ndarray
+    seat_time: np.ndarray
+    seat_occupied: np.ndarray
+    seat_room: np.ndarray
+    seat_since: np.ndarray
 
 
 def activity_of(p: Prepared) -> Activity:
@@ -428,6 +467,12 @@ def activity_of(p: Prepared) -> Activity:
     bath_entry = bath & ~prev_bath
     door_open = is_door & (value >= 0.5)
     bed = (p.kind == K_PRESENCE) & (p.room == R_BEDROOM)
+    seat = (p.kind == K_PRESENCE) & (p.room != R_BEDROOM)
+    s_home, s_time, s_occ = p.home[seat], p.time[seat], p.value[seat] >= 0.5
+    s_first = s_occ.copy()
+    s_first[1:] &= ~s_occ[:-1] | (s_home[1:] != s_home[:-1])
+    s_start = np.maximum.accumulate(np.where(s_first, np.arange(s_occ.size), 0)) if s_occ.size else s_occ
+    s_since = np.where(s_occ, s_time[s_start], 0) if s_occ.size else s_time
     rows = np.arange(home.size)
     sub = {}
     for name, m in (("door", is_door), ("door_open", door_open), ("inside", inside), ("bath_entry", bath_entry)):
@@ -441,7 +486,9 @@ def activity_of(p: Prepared) -> Activity:
         inside_index=LastIndex(home[sub["inside"]], time[sub["inside"]], p.base),
         bath_entry_index=LastIndex(home[sub["bath_entry"]], time[sub["bath_entry"]], p.base),
         bath_entry_rows=sub["bath_entry"], door_rows=sub["door"], inside_rows=sub["inside"],
-        bed_index=LastIndex(p.home[bed], p.time[bed], p.base), bed_occupied=p.value[bed] >= 0.5)
+        bed_index=LastIndex(p.home[bed], p.time[bed], p.base), bed_occupied=p.value[bed] >= 0.5,
+        seat_index=LastIndex(s_home, s_time, p.base), seat_home=s_home, seat_time=s_time,
+        seat_occupied=s_occ, seat_room=p.room[seat], seat_since=s_since)
 
 
 def bed_occupied_at(act: Activity, home: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -449,6 +496,15 @@ def bed_occupied_at(act: Activity, home: np.ndarray, t: np.ndarray) -> np.ndarra
     (False without such a report)."""
     bi = act.bed_index.query(home, t)
     return np.where(bi >= 0, act.bed_occupied[np.maximum(bi, 0)] if act.bed_occupied.size else False, False)
+
+
+def occupied_seat_room(act: Activity, home: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Room code of the seat mat whose last report (of any of the home's seat mats) at or before
+    ``t`` says occupied; -1 when free or never reported. Resting = this room is the last activity's."""
+    si = act.seat_index.query(home, t)
+    ok = si >= 0
+    ok[ok] &= act.seat_occupied[si[ok]]
+    return np.where(ok, act.seat_room[np.maximum(si, 0)] if act.seat_room.size else -1, -1)
 
 
 def group_quantile(group: np.ndarray, values: np.ndarray, n_groups: int, q: float) -> tuple[np.ndarray, np.ndarray]:
@@ -549,10 +605,11 @@ def learn_routines(events: pd.DataFrame, now: int, tz: str = "Europe/Paris", win
     gap = np.where(prev_ok, act.time[wi] - act.time[prev_idx], np.nan)
     gap_away = prev_ok & act.away_after[prev_idx]
     end_loc = local_seconds(act.time[wi] - 1, tz)
-    s_home = [a_home[prev_ok & ~gap_away]]
-    s_day = [(end_loc // DAY_S - day0)[prev_ok & ~gap_away]]
-    s_bin = [(end_loc % DAY_S // bin_s)[prev_ok & ~gap_away]]
-    s_val = [gap[prev_ok & ~gap_away]]
+    sel = prev_ok & ~gap_away
+    s_home = [a_home[sel]]
+    s_day = [(end_loc // DAY_S - day0)[sel]]
+    s_bin = [(end_loc % DAY_S // bin_s)[sel]]
+    s_val = [gap[sel]]
     # Bin ends: a grid every bin_s in UTC; elapsed there, credited to the bin holding t − 1 s.
     grid = np.arange((w_start // bin_s + 1) * bin_s, now + 1, bin_s, dtype=np.int64)
     if H and grid.size:
@@ -568,24 +625,20 @@ def learn_routines(events: pd.DataFrame, now: int, tz: str = "Europe/Paris", win
         s_val.append((g_t[ok] - act.time[li[ok]]).astype(float))
     s_home, s_day, s_bin, s_val = (np.concatenate(x) for x in (s_home, s_day, s_bin, s_val))
     inside_win = (s_day >= 0) & (s_day < D)
-    longest = np.full(H * D * B, np.nan)
-    if s_val.size:
-        key = (s_home * D + s_day) * B + s_bin
-        key, val = key[inside_win], s_val[inside_win]
-        m = np.full(H * D * B, -1.0)
-        np.maximum.at(m, key, val)
-        longest = np.where(m >= 0, m, np.nan)
-    longest = longest.reshape(H, D, B)
-    q, n_valid = nan_quantile_axis1(longest, params.inactivity_quantile)
-    q = np.where(n_valid >= params.inactivity_min_days, q, np.nan)
-    smooth = q.copy()
-    for s in range(1, params.inactivity_smooth_bins + 1):
-        smooth = np.fmax(smooth, np.fmax(np.roll(q, s, axis=1), np.roll(q, -s, axis=1)))
+    key = (s_home * D + s_day) * B + s_bin
+    q, smooth = _longest_quantiles(key[inside_win], s_val[inside_win], H, D, B, params.inactivity_quantile,
+                                   params.inactivity_min_days, params.inactivity_smooth_bins)
     bin_sod = np.arange(B) * bin_s
     rest = in_window(bin_sod, params.default_rest_start_h, params.default_rest_end_h)
     default_thr = np.where(rest, params.default_inactivity_rest_s, params.default_inactivity_day_s)
     thr = np.clip(smooth * params.inactivity_factor, params.inactivity_floor_s, params.inactivity_ceiling_s)
     thr = np.where(np.isnan(thr) | limited[:, None], default_thr[None, :], thr)
+    # Resting on a seat mat: the same learning on sit durations, never below the general line.
+    r_key, r_val = _sit_samples(act, grid, H, D, B, day0, bin_s, tz)
+    _, rest_q = _longest_quantiles(r_key, r_val, H, D, B, params.resting_quantile,
+                                             params.resting_min_days, params.inactivity_smooth_bins)
+    rest_thr = np.fmax(np.minimum(rest_q * params.resting_factor, params.resting_ceiling_s), thr)
+    rest_thr = np.where(np.isnan(rest_thr) | limited[:, None], thr, rest_thr)
 
     # ---- wake-up ----
     # Back to bed: a bedroom activity with nothing outside the bedroom for sleep_gap_s after it
@@ -694,6 +747,7 @@ def learn_routines(events: pd.DataFrame, now: int, tz: str = "Europe/Paris", win
     la = act.index.query(np.arange(H, dtype=np.int64), np.full(H, now))
     la_ok = la >= 0
     room_names = np.array([str(r) for r in ROOMS], dtype=object)
+    seat_at_now = occupied_seat_room(act, np.arange(H, dtype=np.int64), np.full(H, now))
 
     # ---- sensors ----
     sensors = _sensor_stats(p, w_start, now, params)
@@ -708,6 +762,8 @@ def learn_routines(events: pd.DataFrame, now: int, tz: str = "Europe/Paris", win
         activity_by_bin=pd.DataFrame(by_bin, index=idx, columns=bin_cols),
         inactivity_q_s=pd.DataFrame(q, index=idx, columns=bin_cols),
         inactivity_threshold_s=pd.DataFrame(thr, index=idx, columns=bin_cols),
+        resting_q_s=pd.DataFrame(rest_q, index=idx, columns=bin_cols),
+        resting_threshold_s=pd.DataFrame(rest_thr, index=idx, columns=bin_cols),
         wake=pd.DataFrame({"median_s": w_med, "spread_s": w_spread, "n_days": w_n, "lo_s": lo,
                            "deadline_s": deadline, "default": w_default}, index=idx),
         bathroom=pd.DataFrame({"n_stays": n_day + n_night, "q_day_s": q_day, "q_night_s": q_night,
@@ -726,9 +782,52 @@ def learn_routines(events: pd.DataFrame, now: int, tz: str = "Europe/Paris", win
             "time": last_time(la, act.time),
             "room": np.where(la_ok, room_names[act.room[np.maximum(la, 0)]] if act.room.size else None, None),
             "away": np.where(la_ok, act.away_after[np.maximum(la, 0)] if act.room.size else False, False),
-            "in_bed": bed_occupied_at(act, np.arange(H, dtype=np.int64), np.full(H, now))},
+            "in_bed": bed_occupied_at(act, np.arange(H, dtype=np.int64), np.full(H, now)),
+            "seat_room": np.where(seat_at_now >= 0, room_names[np.maximum(seat_at_now, 0)], None)},
             index=idx),
         sensors=sensors)
+
+
+def _sit_samples(act: Activity, grid: np.ndarray, H: int, D: int, B: int, day0: int, bin_s: int,
+                 tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sit durations as samples for :func:`_longest_quantiles`: at each sit's end (a seat mat
+    released) its full length, credited to the bin holding the end − 1 s, and at each bin end of
+    ``grid`` (UTC epoch s) during a sit the time since it began. A sit is a run of "occupied"
+    reports of the home's seat mats. Returns (key, seconds) inside the window's days."""
+    since, occupied = act.seat_since, act.seat_occupied
+    ended = np.zeros(since.size, bool)
+    ended[1:] = ~occupied[1:] & occupied[:-1] & (act.seat_home[1:] == act.seat_home[:-1])
+    e_home = act.seat_home[ended]
+    e_t = act.seat_time[ended]
+    e_val = (e_t - since[np.flatnonzero(ended) - 1]).astype(float)
+    g_home = np.repeat(np.arange(H, dtype=np.int64), grid.size)
+    g_t = np.tile(grid, H)
+    si = act.seat_index.query(g_home, g_t)
+    on = si >= 0
+    on[on] &= occupied[si[on]] & (since[si[on]] < g_t[on])   # a sit begun at the bin end is not in it
+    home = np.concatenate((e_home, g_home[on]))
+    loc = local_seconds(np.concatenate((e_t, g_t[on])) - 1, tz)
+    val = np.concatenate((e_val, (g_t[on] - since[si[on]]).astype(float)))
+    day = loc // DAY_S - day0
+    ok = (day >= 0) & (day < D)
+    return ((home * D + day) * B + loc % DAY_S // bin_s)[ok], val[ok]
+
+
+def _longest_quantiles(key: np.ndarray, val: np.ndarray, H: int, D: int, B: int, quantile: float,
+                       min_days: int, smooth_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Longest duration per (home, day, bin) from samples (``key`` = (home·D + day)·B + bin,
+    ``val`` seconds; an inactivity or a sit), then per (home, bin) its ``quantile`` over the days that have a sample (NaN
+    with fewer than ``min_days``), and that quantile smoothed (max with ± ``smooth_bins`` bins).
+    Returns two homes × bins arrays (seconds)."""
+    m = np.full(H * D * B, -1.0)
+    np.maximum.at(m, key, val)
+    longest = np.where(m >= 0, m, np.nan).reshape(H, D, B)
+    q, n_valid = nan_quantile_axis1(longest, quantile)
+    q = np.where(n_valid >= min_days, q, np.nan)
+    smooth = q.copy()
+    for s in range(1, smooth_bins + 1):
+        smooth = np.fmax(smooth, np.fmax(np.roll(q, s, axis=1), np.roll(q, -s, axis=1)))
+    return q, smooth
 
 
 def _local_midnight_utc(local_s: int, tz: str) -> int:

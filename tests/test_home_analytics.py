@@ -344,6 +344,113 @@ def test_too_little_history_uses_defaults():
     assert not [e for e in detect_home_events(stranger, r, ts(day, "15:00")) if e.home_id == "other"]
 
 
+# ---- resting on a seat mat ----
+
+
+def chair_history(home: str, first: date, days: int):
+    """Regular days with a 3 h sit in the living-room chair, from 12:00 one day and 13:00 the next;
+    the living-room PIR keeps firing during the sits (the general line stays at the 1 h floor)."""
+    rows = []
+    for d in range(days):
+        day = first + timedelta(days=d)
+        start, end = ("12:00", "15:00") if d % 2 else ("13:00", "16:00")
+        rows += normal_day(home, day) + [(home, "chair", "living_room", "presence", ts(day, start), 1.0),
+                                         (home, "chair", "living_room", "presence", ts(day, end), 0.0)]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def seated():
+    df = frame(chair_history("c1", FIRST, 28))
+    return df, learn_routines(df, ts(TEST_DAY, "00:00"), TZ)
+
+
+def sit_down(day: date, at: str):
+    """The test day up to ``at`` (last motion 20 min before at most), then the chair occupied at ``at``."""
+    return [row for row in normal_day("c1", day) if row[4] < ts(day, at)] + [
+        ("c1", "chair", "living_room", "presence", ts(day, at), 1.0)]
+
+
+def test_resting_line_learned_from_sits(seated, learned):
+    _, r = seated
+    general = r.inactivity_threshold_s.loc["c1"]
+    rest = r.resting_threshold_s.loc["c1"]
+    assert (general == 3600).all() or general[14 * 60] == 3600   # motion every 20 min by day
+    # Longest sit elapsed per bin, smoothed over ± 1 bin: 3 h (the 12:00 sits end at 15:00, the
+    # 13:00 ones at 16:00) from 14:00 to 16:00.
+    assert r.resting_q_s.loc["c1", 14 * 60] == pytest.approx(3 * 3600, rel=0.02)
+    # Smoothed (± 1 bin) × 1.5: 3 h × 1.5 = 4.5 h from 14:00 to 16:00; no sits at 10:00 → general line.
+    assert rest[15 * 60] == pytest.approx(4.5 * 3600, rel=0.02)
+    assert rest[10 * 60] == general[10 * 60] and np.isnan(r.resting_q_s.loc["c1", 10 * 60])
+    assert (rest >= general).all() and (rest <= r.params.resting_ceiling_s).all()
+    # A home without a seat mat: the resting line is its general line, nothing learned.
+    _, r1 = learned
+    pd.testing.assert_series_equal(r1.resting_threshold_s.loc["h1"], r1.inactivity_threshold_s.loc["h1"])
+    assert r1.resting_q_s.loc["h1"].isna().all() and r1.last_activity.loc["h1", "seat_room"] is None
+
+
+def test_resting_below_the_learned_line_is_not_inactivity(seated):
+    df, r = seated
+    events = pd.concat([df, frame(sit_down(TEST_DAY, "13:00"))], ignore_index=True)
+    # 2 h 59 still in the chair, far past the 1 h general line: a usual sit, nothing raised.
+    assert HomeEventKind.INACTIVITY not in kinds(detect_home_events(events, r, ts(TEST_DAY, "15:59")))
+    # The same stillness off the mat (the last activity a kitchen motion) is raised at the general line.
+    off = pd.concat([df, frame([row for row in normal_day("c1", TEST_DAY) if row[4] < ts(TEST_DAY, "13:00")]
+                               + [("c1", "pir-kitchen", "kitchen", "motion", ts(TEST_DAY, "13:00"), 1.0)])],
+                    ignore_index=True)
+    got = [e for e in detect_home_events(off, r, ts(TEST_DAY, "14:00", 59)) if e.kind == HomeEventKind.INACTIVITY]
+    assert len(got) == 1 and got[0].threshold == 3600
+
+
+def test_resting_above_the_learned_line_is_raised_within_a_minute(seated):
+    df, r = seated
+    # Sat down at 11:40, earlier than any learned sit, and still there: raised when the elapsed time
+    # crosses the resting line of its bin (a learned value, above the general line).
+    events = pd.concat([df, frame(sit_down(TEST_DAY, "11:40"))], ignore_index=True)
+    last = ts(TEST_DAY, "11:40")
+    rest = r.resting_threshold_s.loc["c1"].to_numpy()
+    cross = crossing(last, rest, r.params.bin_s)
+    assert cross - last > 4 * 3600
+    bin_line = rest[(cross - ts(TEST_DAY, "00:00")) // r.params.bin_s]
+    assert bin_line > r.inactivity_threshold_s.loc["c1"].to_numpy()[(cross - ts(TEST_DAY, "00:00")) // r.params.bin_s]
+    assert HomeEventKind.INACTIVITY not in kinds(detect_home_events(events, r, cross - 1))
+    got = [e for e in detect_home_events(events, r, cross + 59) if e.kind == HomeEventKind.INACTIVITY]
+    assert len(got) == 1
+    e = got[0]
+    assert abs(e.start.timestamp() - cross) <= 60 and e.threshold == bin_line
+    assert e.last_room == "living_room" and e.normal == r.resting_q_s.loc["c1"].to_numpy()[
+        (cross - ts(TEST_DAY, "00:00")) // r.params.bin_s]
+    # An extremely long sit: never later than the resting ceiling.
+    capped = learn_routines(df, ts(TEST_DAY, "00:00"), TZ, params=RoutineParams(resting_ceiling_s=2 * 3600))
+    assert capped.resting_threshold_s.loc["c1", 15 * 60] == 2 * 3600
+    assert HomeEventKind.INACTIVITY not in kinds(detect_home_events(events, capped, last + 2 * 3600 - 60))
+    assert HomeEventKind.INACTIVITY in kinds(detect_home_events(events, capped, last + 2 * 3600 + 60))
+
+
+def test_fall_after_getting_up_from_the_chair_is_judged_on_the_general_line(seated):
+    df, r = seated
+    up = sit_down(TEST_DAY, "13:00") + [("c1", "chair", "living_room", "presence", ts(TEST_DAY, "13:30"), 0.0)]
+    # Fallen in the living room on getting up (the mat released, nothing since): the 1 h line.
+    events = pd.concat([df, frame(up)], ignore_index=True)
+    assert HomeEventKind.INACTIVITY not in kinds(detect_home_events(events, r, ts(TEST_DAY, "14:30")))
+    got = [e for e in detect_home_events(events, r, ts(TEST_DAY, "14:31")) if e.kind == HomeEventKind.INACTIVITY]
+    assert len(got) == 1 and got[0].threshold == 3600 and abs(got[0].start.timestamp() - ts(TEST_DAY, "14:30")) <= 60
+    # Fallen in the bathroom after leaving the chair: the bathroom stay and the general line.
+    bath = up + [("c1", "pir-bath", "bathroom", "motion", ts(TEST_DAY, "13:32"), 1.0)]
+    events = pd.concat([df, frame(bath)], ignore_index=True)
+    assert HomeEventKind.LONG_BATHROOM in kinds(detect_home_events(events, r, ts(TEST_DAY, "14:03")))
+    assert HomeEventKind.INACTIVITY in kinds(detect_home_events(events, r, ts(TEST_DAY, "14:33")))
+
+
+def test_resting_from_routine_when_recent_events_hold_no_seat_report(seated):
+    df, _ = seated
+    events = pd.concat([df, frame(sit_down(TEST_DAY, "13:00"))], ignore_index=True)
+    r = learn_routines(events, ts(TEST_DAY, "13:10"), TZ)
+    assert r.last_activity.loc["c1", "seat_room"] == "living_room"
+    later = frame([("c1", "leak", "bathroom", "water_leak", ts(TEST_DAY, "13:20"), 0.0)])
+    assert HomeEventKind.INACTIVITY not in kinds(detect_home_events(later, r, ts(TEST_DAY, "15:00")))
+
+
 def random_homes(n: int, seed: int):
     rng = np.random.default_rng(seed)
     rows = []
@@ -353,7 +460,12 @@ def random_homes(n: int, seed: int):
             day = FIRST + timedelta(days=d)
             if rng.random() < 0.1:
                 continue   # a day with no data at all
-            for row in normal_day(f"r{h}", day, wake=wake, step_min=int(rng.integers(10, 90))):
+            day_rows = normal_day(f"r{h}", day, wake=wake, step_min=int(rng.integers(10, 90)))
+            if h % 2:   # a seat mat in half the homes: a sit of 1–4 h from 12:00–16:00
+                sit = ts(day, "12:00") + int(rng.integers(0, 4 * 3600))
+                day_rows += [(f"r{h}", "chair", "living_room", "presence", sit, 1.0),
+                             (f"r{h}", "chair", "living_room", "presence", sit + int(rng.integers(3600, 4 * 3600)), 0.0)]
+            for row in day_rows:
                 if rng.random() < 0.9:
                     rows.append(row[:4] + (row[4] + int(rng.integers(-300, 300)),) + row[5:])
         if rng.random() < 0.5:
@@ -372,6 +484,8 @@ def test_vectorized_equals_per_home_reference():
             sub = df[df["home_id"] == h].reset_index(drop=True)
             r_h = learn_routines(sub, now, TZ)
             pd.testing.assert_frame_equal(r_h.inactivity_threshold_s, r.inactivity_threshold_s.loc[[h]])
+            pd.testing.assert_frame_equal(r_h.resting_threshold_s, r.resting_threshold_s.loc[[h]])
+            pd.testing.assert_frame_equal(r_h.resting_q_s, r.resting_q_s.loc[[h]])
             pd.testing.assert_frame_equal(r_h.wake, r.wake.loc[[h]])
             pd.testing.assert_frame_equal(r_h.bathroom, r.bathroom.loc[[h]])
             pd.testing.assert_frame_equal(r_h.activity_level, r.activity_level.loc[[h]])
