@@ -41,7 +41,7 @@ import yaml
 
 from vigie.records import SensorEvent, SensorKind
 from vigie.simulators.home import Z2mMessage
-from vigie.simulators.ordonez import OrdonezData, OrdonezSensor
+from vigie.simulators.ordonez import SENSORS_FILE, OrdonezData, OrdonezSensor
 
 DEFAULT_HOME = "ordonez-a"
 _ONLINE = b'{"state":"online"}'
@@ -75,6 +75,21 @@ class OrdonezReplay:
 def sensor_id(home_id: str, dataset_sensor_id: str) -> str:
     """The opaque registry id of a dataset sensor in ``home_id`` (stable across runs)."""
     return "s-" + hashlib.sha256(f"{home_id}:{dataset_sensor_id}".encode()).hexdigest()[:10]
+
+
+def data_dir_of(source: Path | str) -> Path:
+    """The data set's directory from ``vigie replay ordonez``'s argument: the path of its sensors
+    file ``OrdonezA_Sensors.txt`` (the labels file ``OrdonezA_ADLs.txt`` is read beside it), or the
+    directory holding both. Raises ValueError for another file name, FileNotFoundError for a path
+    that does not exist."""
+    source = Path(source)
+    if source.is_dir():
+        return source
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or directory")
+    if source.name != SENSORS_FILE:
+        raise ValueError(f"{source}: expected the data set's {SENSORS_FILE} or its directory")
+    return source.parent
 
 
 def _model(s: OrdonezSensor) -> str:

@@ -18,11 +18,11 @@ import paho.mqtt.client as paho
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from vigie.ingest.service import Ingestor
+from vigie.simulators.ordonez import load_ordonez
 
 from vigie.config import Settings
 from vigie.db import make_engine, make_sessionmaker
-from vigie.ingest.service import Ingestor
-from vigie.simulators.ordonez import load_ordonez
 from vigie.store.homes import HomeSensors, read_events
 
 pytestmark = pytest.mark.e2e
@@ -100,3 +100,32 @@ def test_replayed_home_is_stored_as_load_ordonez_reads_it(mosquitto, influx_stor
     assert set(events["home_id"]) == {"ordonez-a"}
     rooms = {dataset_id[r.sensor_id]: r.room for r in events.itertuples()}
     assert rooms == {s.sensor_id: str(s.room) for s in data.sensors}
+
+
+def test_replay_takes_the_sensors_file_or_its_directory(shared_dir, tmp_path):
+    """The issue's form ``vigie replay ordonez SENSORS_FILE --home HOME_ID --tz TZ`` and the
+    directory form parse to the same data set; another file name is refused with a clear error."""
+    from typer.main import get_command
+    from vigie.simulators.replay_ordonez import data_dir_of, plan_replay
+
+    from vigie.cli import app
+
+    data_dir = shared_dir / "data" / "ordonez-adl"
+    sensors_file = data_dir / "OrdonezA_Sensors.txt"
+    if not sensors_file.exists():
+        pytest.skip(f"{data_dir} not found")
+    command = get_command(app).commands["replay"].commands["ordonez"]
+    for source in (sensors_file, data_dir):
+        params = command.make_context("ordonez", [str(source), "--home", "home-42", "--tz", "Europe/Paris"]).params
+        assert (params["source"], params["home"], params["tz"]) == (source, "home-42", "Europe/Paris")
+        assert data_dir_of(params["source"]) == data_dir
+    by_file = plan_replay(load_ordonez(data_dir_of(sensors_file)), "home-42", date(2030, 1, 6))
+    by_dir = plan_replay(load_ordonez(data_dir), "home-42", date(2030, 1, 6))
+    assert by_file.messages == by_dir.messages and by_file.events > 0
+
+    other = tmp_path / "sensors.csv"
+    other.write_text("x")
+    with pytest.raises(ValueError, match="OrdonezA_Sensors.txt"):
+        data_dir_of(other)
+    with pytest.raises(FileNotFoundError):
+        data_dir_of(tmp_path / "missing" / "OrdonezA_Sensors.txt")

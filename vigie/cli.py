@@ -170,6 +170,57 @@ def leaks(
 
 
 @app.command()
+def events(
+    from_: Annotated[str, typer.Option("--from", help="First local day, YYYY-MM-DD")],
+    to: Annotated[str, typer.Option("--to", help="Last local day (inclusive), YYYY-MM-DD")],
+    home: Annotated[Optional[str], typer.Option("--home", help="Only this household")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array")] = False,
+) -> None:
+    """Run the home detectors over a stored period exactly as the minute tick would have run live
+    (routines relearned each day at VIGIE_HOME_LEARN_TIME from the data before it; every tick sees
+    only the data up to it) and list the events, one per episode. Routes no alert, sends nothing.
+
+    ``--json``: one array of objects with ``home_id``, ``kind``, ``start``, ``detected_at`` (the
+    first tick raising it), ``severity``, ``sensor_id``, ``evidence`` (last activity and room,
+    observed, learned normal, threshold, unit, limited_history) and ``summary``.
+    """
+    _setup_logging()
+    first, last = _parse_day(from_, "--from"), _parse_day(to, "--to")
+    if last < first:
+        raise typer.BadParameter("--to is before --from")
+    from vigie.home_jobs import backtest_events
+    from vigie.store import StoreError
+
+    ctx = _context()
+    lang, tz = ctx.settings.language, ctx.settings.timezone
+    try:
+        found = backtest_events(ctx, first, last, [home] if home else None)
+    except ValueError as exc:
+        typer.echo(f"events: {exc}", err=True)
+        raise typer.Exit(2)
+    except StoreError as exc:
+        typer.echo(f"InfluxDB error (VIGIE_INFLUX_URL={ctx.settings.influx_url}): {exc}", err=True)
+        raise typer.Exit(3)
+    if as_json:
+        top = ("home_id", "kind", "start", "detected_at", "severity", "sensor_id")
+        rows = []
+        for e in found:
+            d = e.to_dict()
+            rows.append({**{k: d.pop(k) for k in top}, "evidence": d, "summary": e.summary(lang, tz)})
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not found:
+        typer.echo(f"no home event from {first} to {last}")
+        return
+    typer.echo(f"{'start (' + tz + ')':25}  {'home_id':16}  {'kind':15}  {'severity':8}  {'raised':5}  evidence")
+    for e in found:
+        start = e.start.astimezone(ctx.tz).strftime("%Y-%m-%d %H:%M:%S")
+        raised = e.detected_at.astimezone(ctx.tz).strftime("%H:%M")
+        typer.echo(f"{start:25}  {e.home_id:16}  {e.kind!s:15}  {e.severity!s:8}  {raised:5}  "
+                   f"{(e.sensor_id + ': ') if e.sensor_id else ''}{e.summary(lang, tz)}")
+
+
+@app.command()
 def deliver() -> None:
     """Send the notifications that are due now (first sends and retries)."""
     _setup_logging()
@@ -437,7 +488,9 @@ def replay_daiad_cmd(
 
 @replay_app.command("ordonez")
 def replay_ordonez_cmd(
-    data_dir: Annotated[Path, typer.Argument(help="Directory of OrdonezA_Sensors.txt (read in place, never copied)")],
+    source: Annotated[Path, typer.Argument(metavar="SENSORS_FILE", help="OrdonezA_Sensors.txt (its "
+                                           "OrdonezA_ADLs.txt beside it), or their directory; read in place, "
+                                           "never copied")],
     home: Annotated[str, typer.Option(help="Household id of the replayed home (also its topic prefix)")] = "ordonez-a",
     tz: Annotated[str, typer.Option(help="Zone of the files' wall-clock times")] = "Europe/Madrid",
     start_date: Annotated[Optional[str], typer.Option(help="First local day of the replay, YYYY-MM-DD (default: "
@@ -458,13 +511,13 @@ def replay_ordonez_cmd(
     from vigie.registry import RegistryError, load_registry_file
     from vigie.simulators.ordonez import load_ordonez
     from vigie.simulators.publish import publish_messages
-    from vigie.simulators.replay_ordonez import plan_replay, write_registry
+    from vigie.simulators.replay_ordonez import data_dir_of, plan_replay, write_registry
 
     if speed is not None and as_fast_as_possible:
         raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
     settings = _settings()
     try:
-        replay = plan_replay(load_ordonez(data_dir, tz), home,
+        replay = plan_replay(load_ordonez(data_dir_of(source), tz), home,
                              _parse_day(start_date, "--start-date") if start_date else None)
     except (ValueError, OSError) as exc:
         typer.echo(f"replay ordonez: {exc}", err=True)
