@@ -106,7 +106,7 @@ def _client(mqtt_url: str, username: str | None, password: str | None, client_id
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
         raise ValueError(f"MQTT URL {mqtt_url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"vigie-sim-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv311)
+                         protocol=mqtt.MQTTv5)  # v5: a refused publish comes back as a PUBACK reason code
     if u.scheme == "mqtts":
         client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
     user = username if username is not None else (unquote(u.username) if u.username else None)
@@ -162,9 +162,10 @@ def publish_messages(messages: Iterable[OutboundMessage], mqtt_url: str, *, spee
     certificate(s) that sign the broker's certificate (``mqtts://``; default: the system store).
 
     Raises :class:`PublishError` if the broker cannot be reached or refuses the connection, or
-    acknowledges nothing for ``stall_timeout_s`` while messages are pending (after a lost
-    connection the client reconnects and paho re-sends what was not acknowledged); ``ValueError``
-    for a bad URL or speed.
+    acknowledges nothing for ``stall_timeout_s`` while messages are pending, or refuses any (a PUBACK
+    reason code such as 0x87 not authorised: the ACL does not grant the topic); ``ValueError`` for a
+    bad URL or speed. After a lost connection the client reconnects and paho re-sends what was not
+    acknowledged.
     """
     if speed is not None and not speed > 0:
         raise ValueError(f"speed={speed}: expected > 0 (simulated seconds per wall second)")
@@ -201,6 +202,9 @@ def publish_messages(messages: Iterable[OutboundMessage], mqtt_url: str, *, spee
             link.service(0.1, sent)
         if progress is not None:
             progress(sent, link.acked)
+        if link.refused:
+            raise PublishError(f"the broker refused {link.refused} of {sent} messages ({link.refusal}): check the "
+                               "publisher's credentials and the broker's ACL (vigie broker credentials)")
         return sent
     finally:
         client.disconnect()
@@ -212,6 +216,8 @@ class _Link:
     def __init__(self, client: mqtt.Client, host: str, port: int, stall_timeout_s: float) -> None:
         self.client, self.host, self.port, self.stall_timeout_s = client, host, port, stall_timeout_s
         self.acked = 0
+        self.refused = 0             # PUBACKs with a failure reason code (e.g. 0x87 not authorised)
+        self.refusal = ""
         self.connack = None
         self._progress_at = time.monotonic()
 
@@ -220,6 +226,9 @@ class _Link:
 
     def on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self.acked += 1
+        if reason_code.is_failure:
+            self.refused += 1
+            self.refusal = self.refusal or str(reason_code)
         self._progress_at = time.monotonic()
 
     def connect(self) -> None:

@@ -32,3 +32,16 @@ def test_bounds():
     with pytest.raises(ValidationError):
         Settings(api_port=99999)
     assert Settings(water_topics=["a/#=native"]).topic_decoders() == [("a/#", "native")]
+
+
+def test_config_file_with_a_misspelt_or_broken_setting_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "vigie.yaml"
+    monkeypatch.setenv("VIGIE_CONFIG", str(path))
+    path.write_text("mqtt_url: mqtt://127.0.0.1:1884\ntimezone: Europe/Paris\n", encoding="utf-8")
+    assert Settings(_env_file=None).mqtt_url == "mqtt://127.0.0.1:1884"
+    path.write_text("mqtt_urll: mqtt://127.0.0.1:1884\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown setting.*mqtt_urll"):
+        Settings(_env_file=None)
+    path.write_text("mqtt_url: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        Settings(_env_file=None)

@@ -163,11 +163,19 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.key_id)))
 
 
+def key_id_of(value: str) -> str:
+    """The key id of ``value``, a key id or a whole token (pasted by mistake: its secret is never
+    echoed back in an error)."""
+    parsed = parse_token(value)
+    return parsed[0] if parsed else value
+
+
 def revoke_key(session: Session, key_id: str, at: datetime | None = None) -> ApiKey:
     """Revoke ``key_id`` at ``at`` (default now; a future time leaves it valid until then); commits.
 
     An earlier revocation is kept. Raises :class:`UnknownKeyError` for an unknown id.
     """
+    key_id = key_id_of(key_id)
     key = session.get(ApiKey, key_id)
     if key is None:
         raise UnknownKeyError(f"no API key {key_id}")
@@ -186,6 +194,7 @@ def rotate_key(session: Session, key_id: str, grace: timedelta = timedelta(0),
     Raises :class:`UnknownKeyError` for an unknown id, ``ValueError`` if the key is already revoked.
     """
     now = now or utcnow()
+    key_id = key_id_of(key_id)
     old = session.get(ApiKey, key_id)
     if old is None:
         raise UnknownKeyError(f"no API key {key_id}")

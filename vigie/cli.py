@@ -423,6 +423,8 @@ def simulate_home(
     ground_truth: Annotated[Optional[Path], typer.Option(help="Write the injected anomalies here (JSON lines)")] = None,
     registry_out: Annotated[Optional[Path], typer.Option(help="Write the homes' registry YAML (households, "
                                                          "people, sensors) here")] = None,
+    load_registry: Annotated[bool, typer.Option(help="Also load that registry into the database before "
+                                                "publishing (the ingestor refuses unknown sensors)")] = True,
     end: Annotated[Optional[str], typer.Option(help="Stop the period at this moment, 'now' or ISO 8601 with an "
                                                "offset (with --start: days that end now, for live tests)")] = None,
 ) -> None:
@@ -448,6 +450,8 @@ def simulate_home(
         result.write_ground_truth(ground_truth)
     if registry_out:
         write_home_registry(result, registry_out)
+        if load_registry:
+            registry_load(registry_out)
     total = len(result)
     typer.echo(f"publishing {total} zigbee2mqtt messages of {homes} homes over {days} days to {settings.mqtt_url}",
                err=True)

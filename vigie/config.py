@@ -33,10 +33,18 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         path = os.environ.get("VIGIE_CONFIG")
         if not path:
             return {}
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"VIGIE_CONFIG={path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"VIGIE_CONFIG={path}: expected a mapping of setting names to values")
+        # A misspelt name would otherwise be ignored silently and its default used.
+        unknown = sorted(str(k) for k in data if k not in self.settings_cls.model_fields)
+        if unknown:
+            raise ValueError(f"VIGIE_CONFIG={path}: unknown setting(s) {', '.join(unknown)} "
+                             "(names as in docs/configuration.md, lower case, without VIGIE_)")
         return data
 
 

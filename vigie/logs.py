@@ -55,7 +55,7 @@ class RedactingFilter(logging.Filter):
 
 
 # Libraries whose INFO lines are noise for an operator.
-_QUIET = ("httpx", "httpcore", "apscheduler", "urllib3", "apprise")
+_QUIET = ("httpx", "httpcore", "apscheduler", "urllib3", "apprise", "alembic")
 
 
 def setup_logging(verbose: bool = False) -> None:
