@@ -36,6 +36,7 @@ from vigie.alerts.models import Alert, HomeAlert, utcnow
 from vigie.alerts.router import AlertNotFoundError, AlertResolvedError, AlertRouter, RouterSettings
 from vigie.audit import Actor, AuditAction, record
 from vigie.db import Base, UTCDateTime
+from vigie.private_files import make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def load_secret_key(secret_key: str | None, data_dir: Path) -> bytes:
     if secret_key:
         return secret_key.encode()
     path = Path(data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -14,7 +14,8 @@ File: ``<data_dir>/dead-letters.jsonl``, JSON Lines (one object per line, UTF-8,
 - Readings InfluxDB refused (``store_rejected``) have ``topic`` ``""``, the reading's decoder and
   the refused point, the line-protocol line that was posted, for payload.
 
-Appends are flushed and fsync'd before :meth:`DeadLetterStore.append` returns: the ingestor
+The file has mode 0600 and its directory, when Vigie creates it, 0700 (:mod:`vigie.private_files`):
+payloads may name people. Appends are flushed and fsync'd before :meth:`DeadLetterStore.append` returns: the ingestor
 acknowledges an MQTT message only after its dead letter is on disk.
 """
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from vigie.private_files import make_private_dir, open_private
 from vigie.records import DeadLetter
 
 FILE_NAME = "dead-letters.jsonl"
@@ -75,9 +77,9 @@ class DeadLetterStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         new = not self.path.exists()
-        self._fh = open(self.path, "ab")
+        self._fh = os.fdopen(open_private(self.path, os.O_WRONLY | os.O_APPEND), "ab")
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         if new:

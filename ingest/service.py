@@ -41,6 +41,7 @@ from vigie.ingest.mqtt import DurableSubscriber, InboundMessage
 from vigie.ingest.spool import FILE_NAME as SPOOL_FILE
 from vigie.ingest.spool import Spool, SpooledPoint
 from vigie.ingest.writer import SpoolWriter
+from vigie.private_files import make_private_dir
 from vigie.records import MeterReading, SensorEvent
 from vigie.sensors import RegistryUnavailable, SensorDirectory
 from vigie.store.influx import InfluxStore
@@ -180,7 +181,7 @@ class Ingestor:
             self._pool.start()
             return
         data_dir = self.settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         self.spool = Spool(data_dir / SPOOL_FILE)
         self.dead_letters = DeadLetterStore(data_dir / DEAD_LETTER_FILE)
         if self._sensors is not None:

@@ -18,7 +18,8 @@ changes that value, and a retained message received again after a restart change
 
 File: ``<data_dir>/spool.sqlite``, table ``points(seq INTEGER PRIMARY KEY AUTOINCREMENT,
 line TEXT, device_id TEXT, source TEXT, purpose TEXT, precision TEXT)`` and table
-``availability(device_id TEXT PRIMARY KEY, online INTEGER)``. ``seq`` grows with arrival order and
+``availability(device_id TEXT PRIMARY KEY, online INTEGER)``, mode 0600 (its directory 0700 when
+Vigie creates it: :mod:`vigie.private_files`). ``seq`` grows with arrival order and
 is never reused (AUTOINCREMENT), so ``remove_through(seq)`` cannot hit a later arrival. Spools of
 earlier versions are brought up to date, in order, when opened: table ``spool`` (one
 :meth:`MeterReading.to_json` per row) is converted, and a ``points`` table with ``meter_id`` and
@@ -27,6 +28,7 @@ without purpose and precision gets them (its rows are water readings: ``""``, ``
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections import deque
@@ -34,6 +36,7 @@ from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
+from vigie.private_files import make_private_dir, open_private, restrict_file
 from vigie.records import MeterReading
 from vigie.store.water import reading_line
 
@@ -66,7 +69,12 @@ class Spool:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
+        # SQLite gives the -wal and -shm files the database file's mode; those left by a crash of
+        # an earlier version are tightened too.
+        os.close(open_private(self.path, os.O_RDWR))
+        for leftover in ("-wal", "-shm"):
+            restrict_file(self.path.with_name(self.path.name + leftover))
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

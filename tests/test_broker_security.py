@@ -432,3 +432,35 @@ def test_the_shipped_configs_refuse_anonymous_clients():
         assert "allow_anonymous false" in lines and "allow_anonymous true" not in lines
         assert any(ln.startswith("password_file ") for ln in lines) and any(ln.startswith("acl_file ") for ln in lines)
         assert "#listener 8883" in lines and any(ln.startswith("#cafile ") for ln in lines)
+        assert "max_packet_size 262144" in lines
+
+
+def _mosquitto_pub(port: int, user: str, password: str, topic: str, payload: bytes, version: str) -> str:
+    """Publish at QoS 1 with Mosquitto's own client, as a wmbusmeters gateway does; its debug output."""
+    done = subprocess.run(["mosquitto_pub", "-p", str(port), "-u", user, "-P", password, "-V", version, "-q", "1",
+                           "-t", topic, "-s", "-d"], input=payload, capture_output=True, timeout=30)
+    return (done.stdout + done.stderr).decode(errors="replace")
+
+
+def test_an_oversize_publish_is_not_forwarded(broker):
+    """max_packet_size 262144: a larger QoS 1 publish is never delivered — an MQTT 5 publisher is told
+    the limit and keeps it, an MQTT 3.1.1 one has its connection closed, unacknowledged; the next
+    normal publish is delivered."""
+    svc, passwords, _, _ = broker
+    reader = Client(svc.port, services.SERVICE_USER, passwords[services.SERVICE_USER])
+    assert reader.subscribe("wmbusmeters/a1000002") == 1
+    oversize = b"x" * (256 * 1024)  # with the topic and header, over the packet limit
+    out = _mosquitto_pub(svc.port, "gw-a", passwords["gw-a"], "wmbusmeters/a1000002", oversize, "mqttv5")
+    assert "received CONNACK (0)" in out and "sending PUBLISH" not in out  # told the limit, it does not send
+    out = _mosquitto_pub(svc.port, "gw-a", passwords["gw-a"], "wmbusmeters/a1000002", oversize, "mqttv311")
+    assert "sending PUBLISH" in out and "received PUBACK" not in out  # sent, and the connection closed
+    normal = wm("a1000002", 12.5)
+    out = _mosquitto_pub(svc.port, "gw-a", passwords["gw-a"], "wmbusmeters/a1000002", normal, "mqttv311")
+    assert "received PUBACK (Mid: 1, RC:0)" in out
+    deadline = time.monotonic() + 10
+    while not reader.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # an oversize message, had it been forwarded, would have come before the normal one
+    reader.close()
+    assert reader.messages == [("wmbusmeters/a1000002", normal)]
+    assert "disconnected due to oversize packet" in svc.log.read_text()

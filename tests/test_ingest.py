@@ -381,6 +381,10 @@ def test_worker_processes_share_the_stream_and_keep_their_sessions(mosquitto, in
     finally:
         ing.stop()
     assert [dl.kind for dl in read_data_dir_dead_letters(settings.data_dir)] == ["not_json"]
+    assert {str(p.relative_to(settings.data_dir)): mode(p) for p in [settings.data_dir, *settings.data_dir.rglob("*")]
+            } == {".": 0o700, "worker-0": 0o700, "worker-1": 0o700, "worker-0/spool.sqlite": 0o600,
+                  "worker-1/spool.sqlite": 0o600, "worker-0/dead-letters.jsonl": 0o600,
+                  "worker-1/dead-letters.jsonl": 0o600}
     # Published while both workers are away: queued in their durable sessions.
     later = [(f"wmbusmeters/{m}", wm(m, 1000 + i, float(i))) for i in range(100) for m in [meters[i % 20]]]
     publish(mosquitto.port, later)
@@ -537,6 +541,38 @@ def test_spool_is_fifo_and_survives_reopen(tmp_path):
     spool.append(rs[:1])  # sequence numbers are never reused
     assert spool.peek(1)[0][0] > rest[-1][0]
     spool.close()
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_data_files_are_private_to_the_service_user(tmp_path):
+    """Dead letters hold whole payloads (a friendly name may name a person): the data directory
+    Vigie creates is 0700, its files 0600 — the SQLite WAL files too; an operator's existing
+    directory keeps its mode, and a file an earlier version left world-readable is tightened."""
+    from vigie.ingest.deadletter import DeadLetterStore
+    from vigie.ingest.spool import Spool
+
+    created = tmp_path / "var" / "vigie"
+    spool, dead = Spool(created / "spool.sqlite"), DeadLetterStore(created / "dead-letters.jsonl")
+    spool.append(spooled([reading("m", T0, 1.0)]))
+    assert mode(tmp_path / "var") == mode(created) == 0o700
+    assert {p.name: mode(p) for p in created.iterdir()} == {
+        "spool.sqlite": 0o600, "spool.sqlite-wal": 0o600, "spool.sqlite-shm": 0o600, "dead-letters.jsonl": 0o600}
+    spool.close()
+    dead.close()
+
+    operators = tmp_path / "shared"
+    operators.mkdir(mode=0o750)
+    os.chmod(operators, 0o750)
+    old = operators / "dead-letters.jsonl"
+    old.write_text("")
+    os.chmod(old, 0o644)
+    DeadLetterStore(old).close()
+    Spool(operators / "spool.sqlite").close()
+    assert mode(operators) == 0o750
+    assert mode(old) == mode(operators / "spool.sqlite") == 0o600
 
 
 def test_spool_converts_an_earlier_versions_json_rows_in_order(tmp_path):
