@@ -34,6 +34,7 @@ from vigie.auth import Principal, authenticate
 from vigie.context import AppContext
 from vigie.registry import Person
 from vigie.store import StoreError
+from vigie.store.homes import last_report_time
 from vigie.store.water import last_reading_times
 
 
@@ -187,18 +188,24 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
     @app.get("/households/{household_id}/status", response_model=HouseholdStatusOut, tags=["alerts"],
              responses={**_AUTH_ERRORS, **_NOT_FOUND, 503: {"description": "Time-series store unavailable"}})
     def household_status(household_id: str, acc: AccessDep) -> HouseholdStatusOut:
-        """A home's minimal status (what caregivers see): unresolved alerts and the latest reading
-        time; no address, no consumption."""
+        """A home's minimal status (what caregivers see): unresolved water and home alerts (technical
+        home alerts for staff and grafana only), the latest meter reading and sensor report times; no
+        address, no consumption, no sensor events."""
         view = acc.household_status(household_id)
         try:
             last = last_reading_times(ctx.store, view.meter_ids)
+            last_report = last_report_time(ctx.store, view.household_id)
         except StoreError as exc:
             raise HTTPException(503, f"time-series store unavailable: {exc}")
         return HouseholdStatusOut(
             household_id=view.household_id, open_alerts=len(view.open_alerts),
             alert_kinds=sorted({a.kind for a in view.open_alerts}),
             unacknowledged=sum(a.status == AlertStatus.OPEN for a in view.open_alerts),
-            last_reading_at=max(last.values(), default=None))
+            last_reading_at=max(last.values(), default=None),
+            home_alerts_open=len(view.open_home_alerts),
+            home_alert_kinds=sorted({a.kind for a in view.open_home_alerts}),
+            home_alerts_unacknowledged=sum(a.status == AlertStatus.OPEN for a in view.open_home_alerts),
+            last_sensor_report_at=last_report)
 
     def _home_out(alert: HomeAlert) -> HomeAlertOut:
         with ctx.sessions() as s:

@@ -80,14 +80,22 @@ class HomeAlertOut(BaseModel):
 
 
 class HouseholdStatusOut(BaseModel):
-    """What a caregiver may know of a home: no address, no consumption history."""
+    """What a caregiver may know of a home: no address, no consumption history, no sensor events."""
 
     household_id: str
-    open_alerts: int = Field(description="Alerts of the household not yet resolved (open or acknowledged)")
-    alert_kinds: list[str] = Field(description="Rules of those alerts, e.g. continuous_flow")
-    unacknowledged: int = Field(description="Of those, alerts nobody has acknowledged yet")
+    open_alerts: int = Field(description="Water alerts of the household not yet resolved (open or acknowledged)")
+    alert_kinds: list[str] = Field(description="Rules of those water alerts, e.g. continuous_flow")
+    unacknowledged: int = Field(description="Of those water alerts, the ones nobody has acknowledged yet")
     last_reading_at: datetime | None = Field(description="Latest reading of any of its meters, UTC; "
                                              "null when none was ever received")
+    home_alerts_open: int = Field(description="Home (assisted-living) alerts not yet resolved (open or "
+                                  "acknowledged); technical ones (sensor_silent) only for staff and grafana keys")
+    home_alert_kinds: list[str] = Field(description="Kinds of those home alerts, e.g. inactivity, long_bathroom")
+    home_alerts_unacknowledged: int = Field(description="Of those home alerts, the ones nobody has taken on yet "
+                                            "(their escalation is still calling people)")
+    last_sensor_report_at: datetime | None = Field(description="Latest report of any of the home's sensors "
+                                                   "(heartbeats included), UTC to the millisecond; null when "
+                                                   "none is stored (raw home events are kept 90 days by default)")
 
 
 class ComponentHealth(BaseModel):

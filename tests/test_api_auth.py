@@ -4,7 +4,7 @@ the session's InfluxDB and Mosquitto.
 Two communes: ``a`` (households h-a1 and h-a2) and ``b`` (h-b1), one meter and one open alert each.
 h-a1 has a resident and two caregivers, one of them granted its consumption history.
 Home alerts: h-a1 has an open one (``ha-a1``), an acknowledged one (``ha-a1r``) and a technical,
-staff-only one (``ha-a1t``); h-a2 and h-b1 one open each.
+staff-only one (``ha-a1t``); h-a2 and h-b1 one open each. h-a1's one sensor reported an hour ago.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ from vigie.auth import ApiKey, Role, authenticate, create_key, revoke_key, rotat
 from vigie.config import Settings
 from vigie.context import AppContext
 from vigie.db import make_engine, make_sessionmaker
+from vigie.ingest.decoders.zigbee2mqtt import SensorInfo
 from vigie.records import (HOME_EVENT_SEVERITY, CheckResult, CheckStatus, HomeEvent, HomeEventKind, LeakRule,
-                           MeterReading)
+                           MeterReading, Room, SensorEvent, SensorKind)
 from vigie.registry import CaregiverLink, Household, RegistryError, load_registry_file
 from vigie.store import InfluxStore
+from vigie.store.homes import HomeSensors, write_events
 from vigie.store.water import write_readings
 
 DAY = date(2026, 3, 14)
@@ -89,6 +91,12 @@ class World:
         # m-a1: hourly readings over 2026-03-10 and 11 (Paris), 10 L an hour.
         write_readings(store, [MeterReading("m-a1", FIRST_READING + timedelta(hours=h), 100 + h * 0.01)
                                for h in range(48)])
+        # The events policy (90 days) refuses older points: h-a1's sensor reported an hour ago.
+        self.last_sensor_report = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=250_000)
+        write_events(store, [SensorEvent("s-a1", self.last_sensor_report - timedelta(minutes=5),
+                                         SensorKind.MOTION, 1.0),
+                             SensorEvent("s-a1", self.last_sensor_report, SensorKind.MOTION, 0.0)],
+                     HomeSensors.of([SensorInfo("s-a1", SensorKind.MOTION, Room.BEDROOM, "h-a1")]))
         engine = make_engine(self.settings.database_url)
         self.ctx = AppContext(self.settings, store, engine, make_sessionmaker(engine))
         with self.ctx.sessions() as s:
@@ -259,13 +267,34 @@ def test_no_personal_details_in_any_answer(world):
                 assert detail not in text, (role, path)
 
 
+def _status(world: World, household: str, role: str) -> dict:
+    """The status answer with its times parsed."""
+    body = world.client.get(f"/households/{household}/status", headers=world.headers(role)).json()
+    for k in ("last_reading_at", "last_sensor_report_at"):
+        body[k] = body[k] and datetime.fromisoformat(body[k])
+    return body
+
+
 def test_household_status_is_minimal(world):
-    r = world.client.get("/households/h-a1/status", headers=world.headers("caregiver"))
-    assert set(r.json()) == {"household_id", "open_alerts", "alert_kinds", "unacknowledged", "last_reading_at"}
-    assert r.json()["alert_kinds"] == ["continuous_flow"] and r.json()["open_alerts"] == 1
-    last = datetime.fromisoformat(r.json()["last_reading_at"])
-    assert last == FIRST_READING + timedelta(hours=47)
-    assert world.client.get("/households/h-a2/status", headers=world.headers("staff_a")).json()["last_reading_at"] is None
+    # A known state whatever ran before (each step is harmless to repeat): h-a1's water alert and ha-a1
+    # taken on, ha-a1r closed; ha-a1t (technical) stays open.
+    for path in (f"/alerts/{world.alerts['m-a1']}/ack", f"/home-alerts/{world.home_alerts['ha-a1']}/ack",
+                 f"/home-alerts/{world.home_alerts['ha-a1r']}/resolve"):
+        assert world.client.post(path, headers=world.headers("caregiver")).status_code == 200
+    water = {"household_id": "h-a1", "open_alerts": 1, "alert_kinds": ["continuous_flow"], "unacknowledged": 0,
+             "last_reading_at": FIRST_READING + timedelta(hours=47), "last_sensor_report_at": world.last_sensor_report}
+    # Residents and caregivers are never told of technical home alerts (nor called for them).
+    for role in ("caregiver", "caregiver_granted", "resident_a1"):
+        assert _status(world, "h-a1", role) == {**water, "home_alerts_open": 1, "home_alert_kinds": ["long_bathroom"],
+                                                "home_alerts_unacknowledged": 0}, role
+    for role in ("staff_a", "grafana_a"):
+        assert _status(world, "h-a1", role) == {**water, "home_alerts_open": 2,
+                                                "home_alert_kinds": ["long_bathroom", "sensor_silent"],
+                                                "home_alerts_unacknowledged": 1}, role
+    other = _status(world, "h-a2", "staff_a")
+    assert other["last_reading_at"] is None and other["last_sensor_report_at"] is None
+    assert (other["home_alerts_open"], other["home_alert_kinds"], other["home_alerts_unacknowledged"]) == (
+        1, ["inactivity"], 1)
 
 
 def test_granted_consumption_is_the_data(world):

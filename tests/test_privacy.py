@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from vigie.alerts.models import Alert, DeliveryAttempt, Notification
 from vigie.db import make_engine, make_sessionmaker
+from vigie.ingest.decoders.zigbee2mqtt import DeviceAvailability, SensorInfo
 from vigie.privacy import UnknownPerson, erase_person, export_person
-from vigie.records import CheckResult, CheckStatus, LeakRule, MeterReading
+from vigie.records import CheckResult, CheckStatus, LeakRule, MeterReading, Room, SensorEvent, SensorKind
 from vigie.registry import Household, Meter, Person, RegistryRow, upsert_rows
+from vigie.store.homes import HomeSensors, write_availability, write_events
 from vigie.store.water import write_checks, write_readings
 
 UTC = timezone.utc
 TZ = ZoneInfo("Europe/Paris")
+# Home sensor reports go to the events policy (90 days), which refuses older points: date them
+# yesterday, to the millisecond (two reports of one sensor within one second must both be kept).
+RECENT = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=123_000)
+SENSORS = HomeSensors.of([SensorInfo("s-h1", SensorKind.MOTION, Room.KITCHEN, "h1"),
+                          SensorInfo("s-h2", SensorKind.CONTACT, Room.ENTRANCE, "h2")])
 
 
 @pytest.fixture
@@ -49,6 +56,13 @@ def store(influx_store):
     write_checks(influx_store, [CheckResult(m, date(2026, 3, 1), LeakRule.CONTINUOUS_FLOW, CheckStatus.LEAK,
                                             rate_l_per_h=3.0, volume_l=72.0, coverage=1.0) for m in ("m1", "m2")],
                  TZ)
+    write_events(influx_store, [SensorEvent("s-h1", RECENT, SensorKind.MOTION, 1.0),
+                                SensorEvent("s-h2", RECENT, SensorKind.CONTACT, 1.0, battery_pct=87.0),
+                                SensorEvent("s-h2", RECENT + timedelta(milliseconds=400), SensorKind.CONTACT, 0.0)],
+                 SENSORS)
+    write_availability(influx_store, [DeviceAvailability("sensor", "s-h1", True, RECENT, home_id="h1"),
+                                      DeviceAvailability("sensor", "s-h2", True, RECENT, home_id="h2"),
+                                      DeviceAvailability("bridge", "zigbee2mqtt/bridge-2", True, RECENT)])
     return influx_store
 
 
@@ -59,6 +73,22 @@ def _points(store, meter: str) -> int:
             rows = store.query_json(f"SELECT * FROM {store.measurement(m, rp)} WHERE meter_id = '{meter}'")
             total += sum(len(s.get("values", [])) for s in rows)
     return total
+
+
+def _home_points(store, home: str) -> int:
+    """Points of ``home`` in the events policy (sensor reports and availability changes)."""
+    total = 0
+    for m in ("home_event", "sensor_availability"):
+        rows = store.query_json(f"SELECT * FROM {store.measurement(m, store.policy_for('events'))} "
+                                f"WHERE home_id = '{home}'")
+        total += sum(len(s.get("values", [])) for s in rows)
+    return total
+
+
+def _bridge_points(store) -> int:
+    rows = store.query_json(f"SELECT * FROM {store.measurement('sensor_availability', store.policy_for('events'))} "
+                            "WHERE device_kind = 'bridge'")
+    return sum(len(s.get("values", [])) for s in rows)
 
 
 def test_export_holds_the_record_the_series_and_the_messages(sm, store):
@@ -77,11 +107,26 @@ def test_export_holds_the_record_the_series_and_the_messages(sm, store):
     assert "Anne" not in repr(doc) and "m1" not in repr(doc["series"])
 
 
+def test_export_holds_the_home_sensor_events(sm, store):
+    with sm() as s:
+        doc = export_person(s, store, "p3")
+    events = doc["series"]["vigie_events.home_event"]
+    later = RECENT + timedelta(milliseconds=400)
+    assert [(p["home_id"], p["sensor_id"], p["kind"], p["value"], p["time"]) for p in events] == [
+        ("h2", "s-h2", "contact", 1.0, RECENT.isoformat(timespec="milliseconds")),
+        ("h2", "s-h2", "contact", 0.0, later.isoformat(timespec="milliseconds"))]
+    assert events[0]["battery_pct"] == 87.0 and "battery_pct" not in events[1]
+    availability = doc["series"]["vigie_events.sensor_availability"]
+    assert [(p["device_id"], p["home_id"], p["online"]) for p in availability] == [("s-h2", "h2", 1.0)]
+    assert "s-h1" not in repr(doc["series"]) and "bridge" not in repr(doc["series"])
+
+
 def test_erasing_the_last_resident_erases_the_household_series_and_alerts(sm, store):
     with sm() as s:
         plan = erase_person(s, store, "p3", dry_run=True)
     assert plan.meters_series_erased == ["m2"] and len(plan.alerts_erased) == 1
-    assert _points(store, "m2") == 2  # a dry run changes nothing
+    assert plan.home_events_erased == ["h2"]
+    assert _points(store, "m2") == 2 and _home_points(store, "h2") == 3  # a dry run changes nothing
     with sm() as s:
         erase_person(s, store, "p3")
     with sm() as s:
@@ -91,6 +136,7 @@ def test_erasing_the_last_resident_erases_the_household_series_and_alerts(sm, st
         assert [n.person_id for n in s.query(Notification)] == ["p1"]
         assert s.query(DeliveryAttempt).count() == 1
     assert _points(store, "m2") == 0 and _points(store, "m1") == 2
+    assert _home_points(store, "h2") == 0 and _home_points(store, "h1") == 2 and _bridge_points(store) == 1
     with sm() as s, pytest.raises(UnknownPerson):
         export_person(s, store, "p3")
 
@@ -99,16 +145,18 @@ def test_erasing_one_of_two_residents_keeps_the_household_data(sm, store):
     with sm() as s:
         report = erase_person(s, store, "p1")
     assert report.meters_series_erased == [] and report.alerts_erased == [] and report.notifications == 1
+    assert report.home_events_erased == []
     with sm() as s:
         assert [p.id for p in s.get(Household, "h1").residents] == ["p2"]
         assert [a.meter_id for a in s.query(Alert).order_by(Alert.id)] == ["m1", "m2"]
-    assert _points(store, "m1") == 2
+    assert _points(store, "m1") == 2 and _home_points(store, "h1") == 2
 
 
 def test_keep_meter_data_keeps_series_and_alerts(sm, store):
     with sm() as s:
-        erase_person(s, store, "p3", keep_meter_data=True)
-    assert _points(store, "m2") == 2
+        report = erase_person(s, store, "p3", keep_meter_data=True)
+    assert report.home_events_erased == []
+    assert _points(store, "m2") == 2 and _home_points(store, "h2") == 3
     with sm() as s:
         assert s.get(Person, "p3") is None and s.query(Alert).count() == 2
 
@@ -138,7 +186,8 @@ def test_cli_export_and_erase(sm, store, sqlite_url, tmp_path):
     erased = vigie("erase-person", "p3", "--yes")
     assert erased.returncode == 0, erased.stderr
     assert json.loads(erased.stdout)["meters_series_erased"] == ["m2"]
-    assert _points(store, "m2") == 0
+    assert json.loads(erased.stdout)["home_events_erased"] == ["h2"]
+    assert _points(store, "m2") == 0 and _home_points(store, "h2") == 0
 
 
 def test_caregivers_keys_access_log_and_links(sm, store):

@@ -8,9 +8,10 @@ Every endpoint reads through :class:`Access`, which builds its queries from two 
   households where staff granted it (``household_caregivers.history_granted``).
 
 Home (assisted-living) alerts are visible when their household is, except technical ones
-(``STAFF_ONLY_HOME_EVENTS``: a silent sensor) which residents and caregivers never see. Caregivers
-and staff acknowledge and close home alerts; residents only read their own home's (a resident
-pressing "all is well" must not stop the escalation a fall started); grafana only reads.
+(``STAFF_ONLY_HOME_EVENTS``: a silent sensor) which residents and caregivers never see, neither
+listed nor counted in a household's status. Caregivers and staff acknowledge and close home
+alerts; residents only read their own home's (a resident pressing "all is well" must not stop the
+escalation a fall started); grafana only reads.
 
 Meters and alerts are visible when their household is (an alert keeps the household it was raised
 for, so a meter changing hands does not show new residents the old ones' alerts). Meters and alerts
@@ -79,11 +80,14 @@ class MeterView:
 
 @dataclass(frozen=True, slots=True)
 class HouseholdStatusView:
-    """A household's minimal status: its meter ids and its unresolved alerts (no address, no history)."""
+    """A household's minimal status (no address, no history): its meter ids, its unresolved water
+    alerts and its unresolved home alerts the principal may see (technical ones for staff and
+    grafana only)."""
 
     household_id: str
     meter_ids: list[str]
     open_alerts: list[Alert]
+    open_home_alerts: list[HomeAlert]
 
 
 class Access:
@@ -150,7 +154,8 @@ class Access:
         return alert
 
     def household_status(self, household_id: str) -> HouseholdStatusView:
-        """A visible household's meters and unresolved alerts; audited. Raises :class:`NotFound`."""
+        """A visible household's meters and unresolved water and home alerts; audited. Raises
+        :class:`NotFound`."""
         visible = self._s.scalar(select(Household.id).where(
             Household.id == household_id, Household.id.in_(visible_households(self.principal))))
         if visible is None:
@@ -159,9 +164,12 @@ class Access:
                                          .order_by(Meter.id)))
         open_alerts = list_alerts(self._s, status=[AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED],
                                   household_ids=[household_id])
+        open_home_alerts = list(self._s.scalars(self._home_alerts_query().where(
+            HomeAlert.household_id == household_id, HomeAlert.status != str(AlertStatus.RESOLVED))
+            .order_by(HomeAlert.id)))
         record(self._s, self._actor, AuditAction.READ_STATUS, household_id=household_id)
         self._s.commit()
-        return HouseholdStatusView(household_id, meter_ids, open_alerts)
+        return HouseholdStatusView(household_id, meter_ids, open_alerts, open_home_alerts)
 
     def acknowledge(self, router: AlertRouter, alert_id: int) -> Alert:
         """Acknowledge a visible alert as the principal's person; audited.

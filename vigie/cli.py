@@ -586,8 +586,8 @@ def export_person_cmd(
 @app.command("erase-person")
 def erase_person_cmd(
     person_id: Annotated[str, typer.Argument(help="The person's opaque id in the registry")],
-    keep_meter_data: Annotated[bool, typer.Option(help="Keep the meter series and alerts of households "
-                                                  "the person was the last resident of")] = False,
+    keep_meter_data: Annotated[bool, typer.Option(help="Keep the meter series, home sensor events and alerts "
+                                                  "of households the person was the last resident of")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be erased")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:

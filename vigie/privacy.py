@@ -10,24 +10,29 @@ What belongs to a person:
   as a resident or as a caregiver (relation, escalation level, history grant);
 - their API keys (metadata only: secrets are never stored);
 - for a **resident**: their households' meters, those meters' readings and daily check results in
-  InfluxDB, the alerts raised on them, and the home's unusual-behaviour alerts (assisted living);
+  InfluxDB, the alerts raised on them, and, for assisted living, the home's sensor reports
+  (``home_event``) and sensor availability changes (``sensor_availability``) in the events
+  retention policy, and its unusual-behaviour alerts;
 - the notifications addressed to them and every delivery attempt, and the acknowledgements they
   made;
 - the audit log's entries about them (who read their data) and by them.
 
-Erasure removes the registry record and links, the notifications addressed to them, their API keys
-and the single-use records of the acknowledgement links they followed. When the person was the **last resident** of a household, that
-household's meter series (every measurement, every retention policy), its water alerts and its
-home alerts (with their escalation steps and notifications) are erased too,
-unless ``keep_meter_data`` (e.g. an open dispute); the household and its meters stay in the registry
-as the commune's equipment, without people. Audit entries stay (they hold opaque ids only and
-account for past access); alerts of households with other residents stay, with opaque ids.
+Erasure removes the registry record and links, the notifications addressed to them, their API
+keys and the single-use records of the acknowledgement links they followed. When the person was
+the **last resident** of a household, that household's meter series (every measurement, every
+retention policy), its home sensor series (``home_event`` and ``sensor_availability`` series tagged
+with its id), its water alerts and its home alerts (with their escalation steps and notifications)
+are erased too, unless ``keep_meter_data`` (e.g. an open dispute); the household, its meters and
+its sensors stay in the registry as the commune's equipment, without people. A zigbee2mqtt bridge's
+availability is tagged by its base topic, not by home, and is not erased. Audit entries stay (they
+hold opaque ids only and account for past access); alerts of households with other residents stay,
+with opaque ids.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -37,7 +42,10 @@ from vigie.alerts.models import Alert, DeliveryAttempt, HomeAlert, Notification
 from vigie.audit import read_events
 from vigie.auth import ApiKey
 from vigie.registry import CaregiverLink, Household, Meter, Person
+from vigie.store.homes import AVAILABILITY, EVENT, events_policy
 from vigie.store.influx import InfluxStore, quote_ident, quote_str
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class UnknownPerson(LookupError):
@@ -86,21 +94,45 @@ def _series_measurements(store: InfluxStore) -> list[tuple[str | None, str]]:
             for name in names]
 
 
-def _meter_series(store: InfluxStore, meter_ids: list[str]) -> dict[str, dict[str, list[dict]]]:
+def _points(store: InfluxStore, rp: str | None, measurement: str, tag: str, values: list[str], *,
+            ms: bool = False) -> list[dict]:
+    """Every point of ``measurement`` in ``rp`` whose ``tag`` is one of ``values``: [{time, tags…,
+    fields…}], time ISO 8601 UTC (to the millisecond when ``ms``: the assisted-living measurements
+    are stored at precision ms)."""
+    cond = " OR ".join(f"{quote_ident(tag)} = {quote_str(v)}" for v in values)
+    out = []
+    for s in store.query_json(f"SELECT * FROM {store.measurement(measurement, rp)} WHERE {cond}",
+                              epoch="ms" if ms else "s"):
+        cols = s["columns"]
+        for row in s.get("values", []):
+            point = {k: v for k, v in zip(cols, row) if v is not None}
+            point["time"] = ((_EPOCH + timedelta(milliseconds=point["time"])).isoformat(timespec="milliseconds")
+                             if ms else datetime.fromtimestamp(point["time"], timezone.utc).isoformat())
+            out.append(point)
+    return out
+
+
+def _meter_series(store: InfluxStore, meter_ids: list[str]) -> dict[str, list[dict]]:
     """Every point of ``meter_ids`` per ``"policy.measurement"``: {key: [{time, tags…, fields…}]}."""
     if not meter_ids:
         return {}
-    cond = " OR ".join(f"meter_id = {quote_str(m)}" for m in meter_ids)
     out: dict[str, list[dict]] = {}
     for rp, measurement in _series_measurements(store):
-        q = f"SELECT * FROM {store.measurement(measurement, rp)} WHERE {cond}"
-        for s in store.query_json(q, epoch="s"):
-            cols = s["columns"]
-            rows = [{k: v for k, v in zip(cols, row) if v is not None} for row in s.get("values", [])]
-            for r in rows:
-                r["time"] = datetime.fromtimestamp(r["time"], timezone.utc).isoformat()
-            if rows:
-                out.setdefault(f"{rp}.{measurement}", []).extend(rows)
+        if rows := _points(store, rp, measurement, "meter_id", meter_ids):
+            out.setdefault(f"{rp}.{measurement}", []).extend(rows)
+    return out
+
+
+def _home_series(store: InfluxStore, home_ids: list[str]) -> dict[str, list[dict]]:
+    """Every ``home_event`` and ``sensor_availability`` point of ``home_ids`` (events retention
+    policy) per ``"policy.measurement"``; bridges' availability has no home and is not included."""
+    if not home_ids:
+        return {}
+    rp = events_policy(store)
+    out: dict[str, list[dict]] = {}
+    for measurement in (EVENT, AVAILABILITY):
+        if rows := _points(store, rp, measurement, "home_id", home_ids, ms=True):
+            out[f"{rp or store.retention_policy}.{measurement}"] = rows
     return out
 
 
@@ -151,7 +183,9 @@ def export_person(session: Session, store: InfluxStore, person_id: str) -> dict:
     expires_at, revoked_at, last_used_at}], "alerts", "home_alerts", "notifications", "acknowledged_alerts",
     "access_log": [{at, role, person_id, action, via, household_id, meter_id, alert_id}], "series":
     {"policy.measurement": [points]}}``; times ISO 8601 UTC, indices m³, flows L/h, volumes L. The
-    access log is who read their households' data and what they did themselves (art. 15(1)(c)).
+    series are their households' meter points (``water_reading``, ``leak_check``) and home sensor
+    points (``home_event``, ``sensor_availability``, times to the millisecond). The access log is
+    who read their households' data and what they did themselves (art. 15(1)(c)).
     Raises :class:`UnknownPerson`.
     """
     data = collect(session, person_id)
@@ -173,7 +207,8 @@ def export_person(session: Session, store: InfluxStore, person_id: str) -> dict:
                         "via": e.via, "household_id": e.household_id, "meter_id": e.meter_id,
                         "alert_id": e.alert_id}
                        for e in read_events(session, person_id=person_id, limit=1_000_000)],
-        "series": _meter_series(store, [m.id for m in data.meters]),
+        "series": {**_meter_series(store, [m.id for m in data.meters]),
+                   **_home_series(store, [hh.id for hh in data.households])},
     }
 
 
@@ -190,6 +225,8 @@ class ErasureReport:
     meters_series_erased: list[str]
     alerts_erased: list[int]
     home_alerts_erased: list[int]
+    #: Households whose ``home_event`` and ``sensor_availability`` series were erased.
+    home_events_erased: list[str]
 
 
 def erase_person(session: Session, store: InfluxStore, person_id: str, *, keep_meter_data: bool = False,
@@ -205,14 +242,17 @@ def erase_person(session: Session, store: InfluxStore, person_id: str, *, keep_m
     alerts = [] if keep_meter_data else [a.id for a in data.alerts if a.meter_id in set(series_meters)]
     sole_homes = {hh.id for hh in data.sole_resident_of}
     home_alerts = [] if keep_meter_data else [a.id for a in data.home_alerts if a.household_id in sole_homes]
+    event_homes = [] if keep_meter_data else [hh.id for hh in data.sole_resident_of]
     report = ErasureReport(person_id, dry_run, [hh.id for hh in data.households],
                            [c.household_id for c in data.caregiving], [k.key_id for k in data.api_keys],
-                           len(data.notifications), series_meters, alerts, home_alerts)
+                           len(data.notifications), series_meters, alerts, home_alerts, event_homes)
     if dry_run:
         return report
+    # DROP SERIES reaches every retention policy of the database (the events one included).
     for meter_id in series_meters:
-        # DROP SERIES reaches every retention policy of the database.
         store.execute(f"DROP SERIES WHERE meter_id = {quote_str(meter_id)}")
+    for home_id in event_homes:
+        store.execute(f"DROP SERIES WHERE home_id = {quote_str(home_id)}")
     notification_ids = [n.id for n in data.notifications]
     if alerts:
         notification_ids += list(session.scalars(select(Notification.id).where(Notification.alert_id.in_(alerts))))
