@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,8 +22,8 @@ from pathlib import Path
 import pytest
 from clock import FakeClock
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from vigie.alerts.acklinks import AckLinks, AlertType, secret_key_for
 from vigie.alerts.delivery import Deliverer, channel_urls
@@ -43,7 +42,6 @@ from vigie.registry import STAFF_LEVEL, Household, Person, RegistryError, load_r
 from vigie.store import InfluxStore
 from vigie.timewindows import WindowError, parse_windows, within
 
-PG_URL = os.environ.get("VIGIE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PARIS = "Europe/Paris"
 # Monday 2026-03-16 10:00 Paris (09:00 UTC): staff s-day is on duty.
 MONDAY_10 = datetime(2026, 3, 16, 9, 0, tzinfo=timezone.utc)
@@ -75,25 +73,6 @@ staff:
   - {id: s-call, name: Agent Astreinte, email: call@mairie.example, commune: c1}
 """
 LEVELS = {"p-neigh": 1, "p-daughter": 2, "p-son": 2, "s-day": STAFF_LEVEL, "s-call": STAFF_LEVEL}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, sqlite_url):
-    if request.param == "sqlite":
-        yield sqlite_url
-        return
-    admin = create_engine(PG_URL)
-    schema = f"vigie_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc.orig}")
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 def event(kind: HomeEventKind = HomeEventKind.LONG_BATHROOM, start: datetime = MONDAY_10, home: str = "home-1",

@@ -6,11 +6,9 @@ models, as every version before migrations did), never by importing old code.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import uuid
 from datetime import date, datetime, timezone
 
 import pytest
@@ -18,7 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from vigie.alerts.models import Alert
 from vigie.db import Base, import_models, make_engine, make_sessionmaker
@@ -26,27 +24,7 @@ from vigie.migrations import (BASELINE, BASELINE_TABLES, VERSION_TABLE, SchemaVe
                               current_revision, head, migration_connection)
 from vigie.registry import CaregiverLink, Household, Meter, residents_of_meter
 
-PG_URL = os.environ.get("VIGIE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 14, 7, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, sqlite_url):
-    if request.param == "sqlite":
-        yield sqlite_url
-        return
-    admin = create_engine(PG_URL)
-    schema = f"vigie_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc.orig}")
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture

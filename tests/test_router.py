@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from datetime import date, timedelta
 
 import pytest
 from clock import FakeClock
-from sqlalchemy import create_engine, event, func, insert, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import event, func, insert, select, update
 
 from vigie.alerts.models import Alert, AlertStatus, DeliveryStatus, Notification, NotificationReason
 from vigie.alerts.router import (AlertNotFoundError, AlertResolvedError, AlertRouter, RouterOutcome, as_utc,
@@ -20,27 +17,7 @@ from vigie.db import make_engine, make_sessionmaker
 from vigie.records import CheckResult, CheckStatus, LeakRule
 from vigie.registry import RegistryRow, upsert_rows
 
-PG_URL = os.environ.get("VIGIE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 D0 = date(2026, 3, 14)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, sqlite_url):
-    if request.param == "sqlite":
-        yield sqlite_url
-        return
-    admin = create_engine(PG_URL)
-    schema = f"vigie_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc.orig}")
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture
