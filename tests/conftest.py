@@ -137,6 +137,21 @@ def smtp_server():
     sink.stop()
 
 
+@pytest.fixture(scope="module")
+def smtp_sinks():
+    """``smtp_sinks()`` starts one more :class:`SmtpSink` (for a module's services that run side by
+    side, each with its own); all are stopped after the module."""
+    sinks: list[SmtpSink] = []
+
+    def start() -> SmtpSink:
+        sinks.append(SmtpSink().start())
+        return sinks[-1]
+
+    yield start
+    for sink in sinks:
+        sink.stop()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'vigie.db'}"
