@@ -178,13 +178,28 @@ def detect_at(events: pd.DataFrame, routines: HomeRoutines, q_home: np.ndarray, 
     seat_room = np.where(no_seat_report & (routines.now <= q_time), la_seat[q_home], seat_room)
     resting = has_last & (seat_room >= 0) & (seat_room == last_room)
 
+    # ---- long bathroom stay ----
+    ei = act.bath_entry_index.query(q_home, q_time)
+    entry_t = last_time(ei, act.time[act.bath_entry_rows])
+    in_bath = (last_room == R_BATHROOM) & (ei >= 0) & ~away
+    entry_night = in_window(local_seconds(np.nan_to_num(entry_t).astype(np.int64), tz) % DAY_S,
+                            rp.night_start_h, rp.night_end_h)
+    bath = routines.bathroom
+    b_thr = np.where(entry_night, bath["threshold_night_s"].to_numpy()[q_home],
+                     bath["threshold_day_s"].to_numpy()[q_home])
+    b_norm = np.where(entry_night, bath["q_night_s"].to_numpy()[q_home], bath["q_day_s"].to_numpy()[q_home])
+    stay = q_time - entry_t
+    long_bath = in_bath & (stay > b_thr)
+
     # ---- inactivity (Cuddihy et al. 2007), not while asleep; the resting line while resting ----
+    # Not while a long bathroom stay is raised either: that is the same person on the same floor, and
+    # a second alert would start a second escalation from level 1 after someone took the first.
     rest_tab = routines.resting_threshold_s.to_numpy()
     thr_tab = routines.inactivity_threshold_s.to_numpy()
     rest_q = routines.resting_q_s.to_numpy()[q_home, q_bin]
     q_tab = np.where(resting & ~np.isnan(rest_q), rest_q, routines.inactivity_q_s.to_numpy()[q_home, q_bin])
     thr = np.where(resting, rest_tab[q_home, q_bin], thr_tab[q_home, q_bin])
-    inact = has_last & ~away & ~asleep & (elapsed > thr)
+    inact = has_last & ~away & ~asleep & ~long_bath & (elapsed > thr)
     onset = np.full(Q, np.nan)
     if inact.any():
         lines = np.where(resting[inact, None], rest_tab[q_home[inact]], thr_tab[q_home[inact]])
@@ -201,18 +216,7 @@ def detect_at(events: pd.DataFrame, routines: HomeRoutines, q_home: np.ndarray, 
     emit(HomeEventKind.NO_WAKEUP, no_wake, q_time - (q_sod - deadline), q_sod,
          wake["median_s"].to_numpy()[q_home], deadline)
 
-    # ---- long bathroom stay ----
-    ei = act.bath_entry_index.query(q_home, q_time)
-    entry_t = last_time(ei, act.time[act.bath_entry_rows])
-    in_bath = (last_room == R_BATHROOM) & (ei >= 0) & ~away
-    entry_night = in_window(local_seconds(np.nan_to_num(entry_t).astype(np.int64), tz) % DAY_S,
-                            rp.night_start_h, rp.night_end_h)
-    bath = routines.bathroom
-    b_thr = np.where(entry_night, bath["threshold_night_s"].to_numpy()[q_home],
-                     bath["threshold_day_s"].to_numpy()[q_home])
-    b_norm = np.where(entry_night, bath["q_night_s"].to_numpy()[q_home], bath["q_day_s"].to_numpy()[q_home])
-    stay = q_time - entry_t
-    long_bath = in_bath & (stay > b_thr)
+    # ---- long bathroom stay (computed above) ----
     emit(HomeEventKind.LONG_BATHROOM, long_bath, entry_t + b_thr, stay, b_norm, b_thr)
 
     # ---- night exit ----
