@@ -558,3 +558,22 @@ def test_ordonez_normal_fortnight_and_cut(shared_dir):
     first = min(e.detected_at.timestamp() for e in to_home_events(raised, ctx, r)
                 if e.kind == HomeEventKind.INACTIVITY and e.last_activity.timestamp() == last)
     assert 0 <= first - cross <= 60
+
+
+def test_events_crossing_midnight(learned):
+    """A night exit and a bathroom stay that begin before midnight are raised after it, on time."""
+    df, r = learned
+    day = normal_day("h1", TEST_DAY)
+    o = ts(TEST_DAY, "23:50")
+    door = [("h1", "door", "entrance", "contact", o, 1.0), ("h1", "door", "entrance", "contact", o + 5, 0.0)]
+    events = pd.concat([df, frame([x for x in day if x[4] < o] + door)], ignore_index=True)
+    assert HomeEventKind.NIGHT_EXIT not in kinds(detect_home_events(events, r, o + 1800))
+    got = [e for e in detect_home_events(events, r, o + 1800 + 59) if e.kind == HomeEventKind.NIGHT_EXIT]
+    assert len(got) == 1 and got[0].start.timestamp() == o + 1800          # 00:20, the next local day
+    b = ts(TEST_DAY, "23:55")
+    thr = int(r.bathroom.loc["h1", "threshold_night_s"])
+    bath = [("h1", "pir-bath", "bathroom", "motion", b, 1.0)]
+    events = pd.concat([df, frame([x for x in day if x[4] < b] + bath)], ignore_index=True)
+    assert HomeEventKind.LONG_BATHROOM not in kinds(detect_home_events(events, r, b + thr))
+    got = [e for e in detect_home_events(events, r, b + thr + 59) if e.kind == HomeEventKind.LONG_BATHROOM]
+    assert len(got) == 1 and got[0].start.timestamp() == b + thr and b + thr > ts(TEST_DAY + timedelta(days=1), "00:00")
