@@ -74,17 +74,6 @@ STAFF = {"id": "staff-0001", "name": "Agent d'astreinte", "email": "astreinte@ma
 SCENARIOS = {"no-restart": None, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -111,7 +100,7 @@ class Served:
             except httpx.HTTPError:
                 return False
 
-        _wait(ready, 60, "vigie serve ready")
+        services.wait_until(ready, 60, "vigie serve ready")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop with ``sig`` and wait; SIGTERM must end it cleanly (uvicorn re-raises the signal once
@@ -243,7 +232,7 @@ def history(secured_mosquitto, influxd, tmp_path_factory):
             h = served.api.get("/health").json()
             return h if h["ingest_received"] >= published and h["ingest_pending"] == 0 else False
 
-        health = _wait(caught_up, 120, "ingest to catch up", interval=1)
+        health = services.wait_until(caught_up, 120, "ingest to catch up", interval=1)
         assert health["dead_letters"] == 0
         served.stop()
         yield History(env, households, fall_at, root, ingest / "vigie.db", keys)
@@ -325,7 +314,7 @@ def _escalate(h: History, name: str, sink, stop: signal.Signals | None) -> None:
         served.start()
 
         # 1. The first tick learns the routines, raises the fall and calls level 1: the neighbour.
-        _wait(lambda: _mails(sink).get(neighbour["email"]), 90, "the neighbour's e-mail")
+        services.wait_until(lambda: _mails(sink).get(neighbour["email"]), 90, "the neighbour's e-mail")
         alerts = served.api.get("/home-alerts", headers=staff_key).json()
         assert [(a["household_id"], a["kind"], a["severity"], a["status"]) for a in alerts] == \
             [(h.fallen["id"], "long_bathroom", "high", "open")]
@@ -345,7 +334,7 @@ def _escalate(h: History, name: str, sink, stop: signal.Signals | None) -> None:
             assert served.api.get("/home-alerts", headers=other_key).json() == []
             assert served.api.get(f"/home-alerts/{alert['id']}", headers=other_key).status_code == 404
         else:
-            _wait(lambda: rows.notifications(alert["id"]) == [(neighbour["id"], "escalation", "s1", "sent")], 10,
+            services.wait_until(lambda: rows.notifications(alert["id"]) == [(neighbour["id"], "escalation", "s1", "sent")], 10,
                   "level 1's notification recorded sent")
             served.stop(stop)
             stopped = _utcnow()
@@ -358,7 +347,7 @@ def _escalate(h: History, name: str, sink, stop: signal.Signals | None) -> None:
             served.start()
 
         # 2. Nobody answered: WAIT after level 1, level 2 — the daughter.
-        _wait(lambda: _mails(sink).get(daughter["email"]), WAIT.total_seconds() + 60, "the daughter's e-mail")
+        services.wait_until(lambda: _mails(sink).get(daughter["email"]), WAIT.total_seconds() + 60, "the daughter's e-mail")
         # She acknowledges with her own key, before staff and any reminder are due (the test's premise).
         deadline = opened + min(2 * WAIT, REMINDER)
         assert _utcnow() < deadline, f"level 2 came too late to acknowledge before {deadline} (machine overloaded?)"
@@ -378,17 +367,17 @@ def _escalate(h: History, name: str, sink, stop: signal.Signals | None) -> None:
         assert (seen["status"], seen["acknowledged_as"]) == ("acknowledged", "daughter")
 
         # 3. The neighbour is told it is handled — by "the daughter", never by name.
-        _wait(lambda: len(_mails(sink)[neighbour["email"]]) > 1, 3 * TICK_S, "the neighbour's 'handled' message")
+        services.wait_until(lambda: len(_mails(sink)[neighbour["email"]]) > 1, 3 * TICK_S, "the neighbour's 'handled' message")
         handled = [m for rcpts, m in sink.messages if rcpts == [neighbour["email"]]][-1].get_body().get_content()
         assert daughter["name"] not in handled and daughter["email"] not in handled
 
         # 4. Then nothing: not staff (due at level 2 + WAIT), no reminder (REMINDER after each call),
         #    while the detection tick goes on reporting the fall, past the last of those moments.
         would_be = max(steps[1].due_at + WAIT, *(s.done_at + REMINDER for s in steps))
-        _wait(lambda: rows.last_seen(alert["id"]) > would_be, (would_be - _utcnow()).total_seconds() + 4 * TICK_S,
+        services.wait_until(lambda: rows.last_seen(alert["id"]) > would_be, (would_be - _utcnow()).total_seconds() + 4 * TICK_S,
               "a tick after staff and the reminders would have been due")
         after = rows.last_seen(alert["id"])
-        _wait(lambda: rows.last_seen(alert["id"]) > after, 4 * TICK_S, "the tick after it (its delivery done)")
+        services.wait_until(lambda: rows.last_seen(alert["id"]) > after, 4 * TICK_S, "the tick after it (its delivery done)")
         assert served.proc.poll() is None
         n = alert["id"]
         assert _mails(sink) == {neighbour["email"]: [("call: first", n), ("handled by daughter", n)],

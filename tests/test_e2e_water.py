@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import date, timedelta
 
@@ -45,17 +44,6 @@ def _env(mosquitto, influxd, smtp_server, tmp_path, api_port: int) -> dict:
     return env
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
 @pytest.fixture
 def served(secured_mosquitto, influxd, smtp_server, tmp_path):
     port = services.free_port()
@@ -76,7 +64,7 @@ def served(secured_mosquitto, influxd, smtp_server, tmp_path):
         except httpx.HTTPError:
             return False
 
-    _wait(ready, 60, "vigie serve ready")
+    services.wait_until(ready, 60, "vigie serve ready")
     key = subprocess.run([*VIGIE, "keys", "create", "--role", "staff", "--person", "p-staff"],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert key.returncode == 0, key.stderr[-3000:]
@@ -109,7 +97,7 @@ def test_water_end_to_end(served, smtp_server):
         h = api.get("/health").json()
         return h if h["ingest_received"] >= published and h["ingest_pending"] == 0 else False
 
-    health = _wait(caught_up, 900, "ingest to catch up", interval=2)
+    health = services.wait_until(caught_up, 900, "ingest to catch up", interval=2)
     assert health["dead_letters"] == 0
 
     first = date.fromisoformat(truth["start"])
