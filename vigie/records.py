@@ -315,3 +315,51 @@ class HomeEvent:
                     if fr else f"Water-leak sensor wet since {at(self.start)} (sensor {self.sensor_id}).")
         return (f"Capteur {self.sensor_id} silencieux depuis {obs} (attendu au plus {thr}) : pile ou liaison ?"
                 if fr else f"Sensor {self.sensor_id} silent for {obs} (expected within {thr}): battery or link?")
+
+
+class HeatingDeviceKind(StrEnum):
+    """What a town-hall heating device measures (registry ``kind``; InfluxDB tag ``kind``)."""
+
+    TRV = "trv"                  # thermostatic radiator valve: temperature, setpoint, valve position
+    HEAT_METER = "heat_meter"    # radiator or room energy / power meter
+    ROOM_SENSOR = "room_sensor"  # room temperature and/or occupancy (motion, head count)
+    OUTDOOR = "outdoor"          # a building's outdoor temperature sensor
+
+
+@dataclass(frozen=True, slots=True)
+class HeatingReading:
+    """One report of a heating device (zigbee2mqtt TRV, LoRaWAN thermostat, heat meter, room or
+    outdoor sensor); only what the device reported is set, everything else is ``None``.
+
+    - ``device_id``: the device's opaque registry id (its building and room come from the registry);
+    - ``time``: timezone-aware UTC;
+    - ``temperature_c``: measured temperature, °C (a TRV's ``local_temperature``);
+    - ``setpoint_c``: heating setpoint, °C (``occupied_heating_setpoint`` / ``current_heating_setpoint``);
+    - ``valve_pct``: valve position or heating demand, % open 0–100 (``position`` / ``pi_heating_demand``);
+    - ``heating``: the valve says it is heating (``running_state`` ``heat``);
+    - ``window_open``: the device detected an open window (a state, never the detection *feature* switch);
+    - ``occupied``: someone is in the room (motion / presence / head count > 0);
+    - ``power_w``: heat or electric power, W; ``energy_kwh``: cumulative energy register, kWh;
+    - ``battery_pct``: 0–100; ``battery_low``: the device's own low-battery flag;
+    - ``source``: the decoder that produced it.
+    """
+
+    device_id: str
+    time: datetime
+    temperature_c: float | None = None
+    setpoint_c: float | None = None
+    valve_pct: float | None = None
+    heating: bool | None = None
+    window_open: bool | None = None
+    occupied: bool | None = None
+    power_w: float | None = None
+    energy_kwh: float | None = None
+    battery_pct: float | None = None
+    battery_low: bool | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None:
+            raise ValueError("HeatingReading.time must be timezone-aware")
+        if self.time.utcoffset() != timezone.utc.utcoffset(None):
+            object.__setattr__(self, "time", self.time.astimezone(timezone.utc))

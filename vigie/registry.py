@@ -308,19 +308,26 @@ def _topic_level(value, what: str, where: str) -> str | None:
     return text
 
 
-def load_registry_file(session: Session, path: Path, default_commune: str = DEFAULT_COMMUNE) -> dict[str, int]:
+def load_registry_file(session: Session, path: Path, default_commune: str = DEFAULT_COMMUNE, *,
+                       heating_comfort_c: float | None = None,
+                       heating_setback_c: float | None = None) -> dict[str, int]:
     """Upsert a YAML (.yaml/.yml) or CSV (.csv) registry file; returns counts per kind.
 
-    ``default_commune`` (``settings.commune``) goes to new households that name none.
+    ``default_commune`` (``settings.commune``) goes to new households and to buildings that name
+    none; ``heating_comfort_c``/``heating_setback_c`` (settings) to heating rooms that set none.
     Raises :class:`RegistryError` on a malformed file (nothing is written then).
     """
     # Home sensors (vigie.sensors, which builds on this module) ride in the same YAML file, or in a
-    # CSV of their own recognised by its friendly_name column; all of it is parsed before any write.
+    # CSV of their own recognised by its friendly_name column; so do buildings and LoRaWAN devices
+    # (vigie.heating_registry, YAML only). All of it is parsed, and the heating part checked
+    # against the registry, before any write; households go first (LoRaWAN radios name their meters).
+    from vigie.heating_registry import HeatingFile, check_heating, parse_heating_file, upsert_heating
     from vigie.sensors import parse_sensors_file, upsert_sensors
 
     path = Path(path)
+    heating = HeatingFile(str(path))
     if path.suffix.lower() in (".yaml", ".yml"):
-        rows, sensors = _rows_from_yaml(path), parse_sensors_file(path)
+        rows, sensors, heating = _rows_from_yaml(path), parse_sensors_file(path), parse_heating_file(path)
     elif path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8", newline="") as fh:
             header = next(csv.reader(fh), [])
@@ -329,9 +336,14 @@ def load_registry_file(session: Session, path: Path, default_commune: str = DEFA
         rows, sensors = _rows_from_csv(path), []
     else:
         raise RegistryError(f"{path}: expected a .yaml, .yml or .csv file")
+    temperatures = {"comfort_c": heating_comfort_c, "setback_c": heating_setback_c}
+    if heating:
+        check_heating(session, heating, known_meters={r.meter_id for r in rows if r.meter_id}, **temperatures)
     counts = upsert_rows(session, rows, default_commune)
     if sensors:
         counts.update(upsert_sensors(session, sensors, where=str(path)))
+    if heating:
+        counts.update(upsert_heating(session, heating, default_commune=default_commune, **temperatures))
     return counts
 
 
