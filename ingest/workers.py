@@ -48,6 +48,8 @@ def worker_settings(settings, index: int):
     return settings.model_copy(update={"mqtt_client_id": f"{group}-{index}",
                                        "water_topics": shared(settings.topic_decoders()),
                                        "home_topics": shared(settings.home_topic_decoders()),
+                                       "heating_topics": shared(settings.heating_topic_decoders()),
+                                       "lorawan_topics": shared(settings.lorawan_topic_decoders()),
                                        "data_dir": settings.data_dir / f"worker-{index}", "ingest_workers": 1})
 
 
@@ -61,6 +63,7 @@ def sum_stats(parts: list[IngestStats]) -> IngestStats:
         stored=sum(p.stored for p in parts), dead_letters=dict(dead), written=sum(p.written for p in parts),
         pending=sum(p.pending for p in parts), commits=sum(p.commits for p in parts),
         max_commit_group=max((p.max_commit_group for p in parts), default=0),
+        clock_points=sum(p.clock_points for p in parts),
         connected=bool(parts) and all(p.connected for p in parts),
         store_available=all(p.store_available for p in parts))
 
@@ -164,9 +167,9 @@ def _worker_main(conn, settings, accept_unknown: bool, max_backoff_s: float, log
                                                 "%(name)s: %(message)s")
     from vigie.db import make_engine, make_sessionmaker
     from vigie.ingest.service import Ingestor
-    from vigie.store.influx import InfluxStore
+    from vigie.store import store_for
 
-    store = InfluxStore.from_settings(settings)
+    store = store_for(settings)
     sessions = None if accept_unknown else make_sessionmaker(make_engine(settings.database_url))
     ing = Ingestor(settings, store, sessions, accept_unknown=accept_unknown, max_backoff_s=max_backoff_s)
     try:

@@ -30,6 +30,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from vigie.ingest.clock import SOURCE as CLOCK_SOURCE
 from vigie.ingest.deadletter import DeadLetterStore, StoredDeadLetter
 from vigie.ingest.spool import Spool, SpooledPoint
 from vigie.store.influx import InfluxStore, StoreRejected, StoreUnavailable
@@ -63,6 +64,7 @@ class SpoolWriter:
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
         self.written = 0
+        self.clock_written = 0
         self.rejected = 0
         self.available = True
         self._db_ready = retention_duration is None
@@ -172,7 +174,10 @@ class SpoolWriter:
             log.warning("InfluxDB refused %d point(s), dead-lettered (devices %s)", len(refused),
                         ", ".join(sorted({p.device_id for p, _ in refused})[:10]))
         self.spool.remove_through(batch[-1][0])
-        self.written += len(points) - len(refused)
+        # device_clock points describe devices, not readings: counted apart.
+        clock = sum(p.source == CLOCK_SOURCE for p in points) - sum(p.source == CLOCK_SOURCE for p, _ in refused)
+        self.written += len(points) - len(refused) - clock
+        self.clock_written += clock
         self.rejected += len(refused)
 
     def _write(self, points: list[SpooledPoint]) -> list[tuple[SpooledPoint, str]]:

@@ -13,12 +13,22 @@ Who gets a credential (user name = the id) and what it may do (docs/security.md,
   home's sensors — the bridge runs with ``base_topic: <base>/<home prefix>``, so it may speak only
   for its own home's devices (a friendly name is the topic after ``<base>/``, and the decoder finds
   the sensor, hence the home, by it);
-- the **service account** (``VIGIE_MQTT_USERNAME``): *read* every configured water and home topic
-  filter (without its ``$share/<group>/`` prefix: Mosquitto checks a shared subscription against
-  the underlying filter);
+- each **building** with zigbee2mqtt heating devices (user name = the building id): its heating
+  bridge, *write* ``<base>/<building prefix>/#`` for every heating topic base
+  (``VIGIE_HEATING_TOPICS``), the building prefix being the first level of its devices' friendly
+  names, by the same rule as homes;
+- when the registry has LoRaWAN devices, one **network server** integration per LoRaWAN decoder
+  configured (user name ``lorawan-<decoder>``, e.g. ``lorawan-chirpstack_v4``): *write* exactly
+  that decoder's ``VIGIE_LORAWAN_TOPICS`` filters (``application/+/device/+/event/up``). A network
+  server speaks for all its devices (the decoder checks each payload's DevEUI against the topic),
+  so it cannot be confined further; a Mosquitto bridge to The Things Stack needs no credential
+  (``ingest/README.md``, "Heating and LoRaWAN network servers");
+- the **service account** (``VIGIE_MQTT_USERNAME``): *read* every configured water, home, heating
+  and LoRaWAN topic filter (without its ``$share/<group>/`` prefix: Mosquitto checks a shared
+  subscription against the underlying filter);
 - optionally the **simulator** (``VIGIE_SIMULATOR_MQTT_USERNAME``, for testing only): *write*
-  ``<prefix>/#`` for the water prefixes and ``<base>/#`` for the home bases — it publishes for
-  every simulated meter and home.
+  ``<prefix>/#`` for the water prefixes, ``<base>/#`` for the home and heating bases and the
+  LoRaWAN filters — it publishes for every simulated meter, home, building and radio.
 
 Nothing else for anybody (Mosquitto denies what no ACL line grants). Passwords are hashed by
 Mosquitto's own ``mosquitto_passwd -U`` (PBKDF2-SHA512 in 2.x). A credential already in the
@@ -67,11 +77,19 @@ class SensorRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class HeatingRoute:
+    """What the broker needs to know of one zigbee2mqtt heating device."""
+
+    building_id: str
+    friendly_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Credential:
     """One broker user: ``write`` topics it may publish on, ``read`` filters it may subscribe to."""
 
     username: str
-    role: str  # "gateway", "device", "bridge", "service" or "simulator"
+    role: str  # "gateway", "device", "bridge", "network_server", "service" or "simulator"
     write: tuple[str, ...] = ()
     read: tuple[str, ...] = ()
 
@@ -110,37 +128,68 @@ def home_prefixes(sensors: Iterable[SensorRoute]) -> dict[str, str]:
     be the same for all of them and differ between households. Raises :class:`BrokerAuthError`
     naming the household otherwise (a bridge publishing at the base topic itself could not be
     confined to its home)."""
+    return _bridge_prefixes(((r.household_id, r.friendly_name) for r in sensors), "household", "home", "docs/homes.md")
+
+
+def building_prefixes(devices: Iterable[HeatingRoute]) -> dict[str, str]:
+    """Building id → its building prefix (the first level of its heating devices' friendly names),
+    by the rules of :func:`home_prefixes`."""
+    return _bridge_prefixes(((d.building_id, d.friendly_name) for d in devices), "building", "building",
+                            "ingest/README.md")
+
+
+def _bridge_prefixes(names: Iterable[tuple[str, str]], owner: str, place: str, doc: str) -> dict[str, str]:
     prefix_of: dict[str, str] = {}
-    owner: dict[str, str] = {}
-    for r in sorted(sensors, key=lambda r: (r.household_id, r.friendly_name)):
-        first, sep, _rest = r.friendly_name.partition("/")
+    first_owner: dict[str, str] = {}
+    for who, name in sorted(names):
+        first, sep, _rest = name.partition("/")
         if not sep:
-            raise BrokerAuthError(f"household {r.household_id}: friendly name {r.friendly_name!r} has no home prefix: "
-                                  "name devices <home prefix>/<device> and run the home's bridge with base_topic "
-                                  "<base>/<home prefix> (docs/homes.md)")
-        _check_level(first, f"household {r.household_id} home prefix")
-        known = prefix_of.setdefault(r.household_id, first)
+            raise BrokerAuthError(f"{owner} {who}: friendly name {name!r} has no {place} prefix: name devices "
+                                  f"<{place} prefix>/<device> and run the {place}'s bridge with base_topic "
+                                  f"<base>/<{place} prefix> ({doc})")
+        _check_level(first, f"{owner} {who} {place} prefix")
+        known = prefix_of.setdefault(who, first)
         if known != first:
-            raise BrokerAuthError(f"household {r.household_id}: friendly names start with both {known!r} and "
-                                  f"{first!r}: all of a home's devices share its bridge's prefix")
-        other = owner.setdefault(first, r.household_id)
-        if other != r.household_id:
-            raise BrokerAuthError(f"home prefix {first!r} is used by households {other} and {r.household_id}: "
-                                  "each home's bridge needs its own")
+            raise BrokerAuthError(f"{owner} {who}: friendly names start with both {known!r} and "
+                                  f"{first!r}: all of a {place}'s devices share its bridge's prefix")
+        other = first_owner.setdefault(first, who)
+        if other != who:
+            raise BrokerAuthError(f"{place} prefix {first!r} is used by {owner}s {other} and {who}: "
+                                  f"each {place}'s bridge needs its own")
     return prefix_of
+
+
+def network_servers(lorawan_topic_decoders: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    """Broker user of each LoRaWAN decoder's network server (``lorawan-<decoder>``) → the filters
+    it may publish on (without ``$share/<group>/``), in the order configured."""
+    users: dict[str, list[str]] = {}
+    for topic_filter, decoder in lorawan_topic_decoders:
+        plain = _unshared(topic_filter)
+        grants = users.setdefault(f"lorawan-{decoder}", [])
+        if plain not in grants:
+            grants.append(plain)
+    return {u: tuple(f) for u, f in users.items()}
 
 
 def plan_credentials(meters: Iterable[MeterRoute], topic_decoders: Sequence[tuple[str, str]], service_user: str,
                      simulator_user: str | None = None, *, sensors: Iterable[SensorRoute] = (),
-                     home_topic_decoders: Sequence[tuple[str, str]] = ()) -> list[Credential]:
-    """The credentials and grants for ``meters`` and the homes of ``sensors`` (see the module
-    docstring), sorted by user name after the service and simulator accounts. Raises
-    :class:`BrokerAuthError` when an id cannot be a topic level or a user name, two devices would
-    share a user name, one topic would belong to two devices, or a home's friendly names do not
-    give it a prefix of its own (:func:`home_prefixes`)."""
+                     home_topic_decoders: Sequence[tuple[str, str]] = (), heating: Iterable[HeatingRoute] = (),
+                     heating_topic_decoders: Sequence[tuple[str, str]] = (),
+                     lorawan_topic_decoders: Sequence[tuple[str, str]] = (),
+                     lorawan_devices: bool = False) -> list[Credential]:
+    """The credentials and grants for ``meters``, the homes of ``sensors``, the buildings of the
+    ``heating`` devices and, when ``lorawan_devices`` (the registry has LoRaWAN devices), the
+    network servers of ``lorawan_topic_decoders`` (see the module docstring), sorted by user name
+    after the service and simulator accounts. Raises :class:`BrokerAuthError` when an id cannot be
+    a topic level or a user name, two devices would share a user name, one topic would belong to
+    two devices, or a home's or building's friendly names do not give it a prefix of its own
+    (:func:`home_prefixes`)."""
     prefixes = topic_prefixes(topic_decoders)
     bases = topic_prefixes(home_topic_decoders, "VIGIE_HOME_TOPICS")
+    heating_bases = topic_prefixes(heating_topic_decoders, "VIGIE_HEATING_TOPICS")
     homes = home_prefixes(sensors)
+    buildings = building_prefixes(heating) if heating_bases else {}
+    servers = network_servers(lorawan_topic_decoders) if lorawan_devices else {}
     levels: dict[str, list[str]] = {}   # device (user name) → topic levels it speaks for
     level_owner: dict[str, str] = {}
     standalone: set[str] = set()
@@ -172,20 +221,35 @@ def plan_credentials(meters: Iterable[MeterRoute], topic_decoders: Sequence[tupl
         if household in levels:
             raise BrokerAuthError(f"household {household!r} (its home bridge's broker user) is also a water "
                                   "device id: one broker user cannot be two devices")
-    filters = [*topic_decoders, *home_topic_decoders]
-    accounts = [Credential(service_user, "service", read=tuple(_unshared(f) for f, _ in filters))]
+    for building in buildings:
+        _check_level(building, f"building {building}")
+        if building in levels or building in homes:
+            raise BrokerAuthError(f"building {building!r} (its heating bridge's broker user) is also a water device "
+                                  "id or a household: one broker user cannot be two devices")
+    for server in servers:
+        if server in levels or server in homes or server in buildings:
+            raise BrokerAuthError(f"{server!r} (a LoRaWAN network server's broker user) is also a device id, "
+                                  "household or building in the registry")
+    filters = [*topic_decoders, *home_topic_decoders, *heating_topic_decoders, *lorawan_topic_decoders]
+    accounts = [Credential(service_user, "service", read=tuple(dict.fromkeys(_unshared(f) for f, _ in filters)))]
     if simulator_user:
-        accounts.append(Credential(simulator_user, "simulator", write=tuple(f"{p}/#" for p in [*prefixes, *bases])))
+        lorawan_filters = [f for grants in network_servers(lorawan_topic_decoders).values() for f in grants]
+        accounts.append(Credential(simulator_user, "simulator", write=tuple(
+            [f"{p}/#" for p in [*prefixes, *bases, *heating_bases]] + lorawan_filters)))
     for acc in accounts:
         _check_level(acc.username, f"{acc.role} user")
-        if acc.username in levels or acc.username in homes:
-            raise BrokerAuthError(f"{acc.role} user {acc.username!r} is also a device id or household in the registry")
+        if acc.username in levels or acc.username in homes or acc.username in buildings or acc.username in servers:
+            raise BrokerAuthError(f"{acc.role} user {acc.username!r} is also a device id or household (or a "
+                                  "building or network server) in the registry")
     if simulator_user == service_user:
         raise BrokerAuthError(f"the simulator and the service cannot share the broker user {service_user!r}")
     devices = [Credential(d, "gateway" if d in gateways else "device",
                           write=tuple(f"{p}/{lvl}" for p in prefixes for lvl in levels[d])) for d in sorted(levels)]
     bridges = [Credential(h, "bridge", write=tuple(f"{b}/{homes[h]}/#" for b in bases)) for h in sorted(homes)]
-    return accounts + sorted(devices + bridges, key=lambda c: c.username)
+    bridges += [Credential(b, "bridge", write=tuple(f"{base}/{buildings[b]}/#" for base in heating_bases))
+                for b in sorted(buildings)]
+    lns = [Credential(u, "network_server", write=grants) for u, grants in servers.items()]
+    return accounts + sorted(devices + bridges + lns, key=lambda c: c.username)
 
 
 def acl_text(credentials: Sequence[Credential]) -> str:
@@ -217,7 +281,8 @@ def write_broker_files(out_dir: Path, credentials: Sequence[Credential], *, rota
     unknown = [r for r in rotate if r not in names]
     if unknown:
         raise BrokerAuthError(f"--rotate {unknown[0]}: no such credential (known: gateways, meters without "
-                              "a gateway, households with sensors, the service and simulator users)")
+                              "a gateway, households with sensors, buildings with zigbee2mqtt heating devices, "
+                              "lorawan-<decoder> network servers, the service and simulator users)")
     tool = mosquitto_passwd or shutil.which("mosquitto_passwd")
     if not tool or not Path(tool).exists():
         raise BrokerAuthError("mosquitto_passwd not found: it comes with Mosquitto (Debian: apt-get install "

@@ -141,6 +141,7 @@ class Zigbee2MqttDecoder:
 
     name = "zigbee2mqtt"
     yields = SensorEvent
+    lookup = "home_sensor"
 
     def __init__(self, sensor_for: SensorLookup | None = None, base_topic: str = "zigbee2mqtt",
                  max_future_s: float = 300.0) -> None:
@@ -158,30 +159,23 @@ class Zigbee2MqttDecoder:
                received_at: datetime) -> list[SensorEvent] | DeviceAvailability:
         if self.sensor_for is None:
             raise RuntimeError("the zigbee2mqtt decoder needs a sensor lookup: use bind(sensor_for, base_topic)")
-        prefix = self.base_topic + "/"
-        if not topic.startswith(prefix) or len(topic) == len(prefix):
-            raise DecodeError(f"topic {topic!r} is not under {prefix!r}", "bad_topic")
-        levels = topic[len(prefix):].split("/")
-        if "" in levels:
-            raise DecodeError(f"topic {topic!r} has an empty level", "bad_topic")
-        if len(levels) >= 2 and levels[-2] == "bridge" and levels[-1] == "state":
-            bridge = "/".join([self.base_topic, *levels[:-2]])
-            return DeviceAvailability("bridge", bridge, _availability(payload), received_at, source=self.name)
-        if _is_bridge_topic(levels) or levels[-1] in COMMAND_LEVELS or (
-                len(levels) >= 2 and levels[-2] in COMMAND_LEVELS):
+        where = classify_topic(topic, self.base_topic)
+        if where.kind == "bridge_state":
+            return DeviceAvailability("bridge", where.name, availability_state(payload), received_at,
+                                      source=self.name)
+        if where.kind == "other":
             return []
-        if levels[-1] == "availability" and len(levels) >= 2:
-            info = self._sensor("/".join(levels[:-1]))
-            return DeviceAvailability("sensor", info.sensor_id, _availability(payload), received_at,
+        info = self._sensor(where.name)
+        if where.kind == "availability":
+            return DeviceAvailability("sensor", info.sensor_id, availability_state(payload), received_at,
                                       home_id=info.home_id, source=self.name)
-        info = self._sensor("/".join(levels))
         obj = fields.load_json(payload)
         if not isinstance(obj, dict):
             raise DecodeError(f"expected a JSON object, got {type(obj).__name__}", "not_object")
         value = _value(obj, info)
         battery = fields.number(obj, "battery", "bad_field", minimum=0.0, maximum=100.0)
         link_quality = fields.number(obj, "linkquality", "bad_field", minimum=0.0, maximum=255.0)
-        time = self._time(obj, received_at)
+        time = last_seen(obj, received_at, self.max_future_s)
         if value is None:
             return []
         return [SensorEvent(sensor_id=info.sensor_id, time=time, kind=info.kind, value=value,
@@ -193,24 +187,56 @@ class Zigbee2MqttDecoder:
             raise DecodeError(f"friendly name {friendly_name!r} is not a registered sensor", "unknown_device")
         return info
 
-    def _time(self, obj: dict, received_at: datetime) -> datetime:
-        """``last_seen`` as UTC: ISO 8601 text with ``Z`` or an offset, or epoch milliseconds
-        (number or digits); the reception time when absent."""
-        value = obj.get("last_seen")
-        if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return fields.timestamp(obj, "last_seen", received_at, self.max_future_s, naive_is_utc=False)
-        try:
-            t = _EPOCH + timedelta(milliseconds=value)
-        except (OverflowError, ValueError):
-            raise DecodeError(f"last_seen {value!r} is not epoch milliseconds", "bad_time") from None
-        # Re-checked by the shared helper for the range and future-time rules.
-        return fields.timestamp({"last_seen": t.isoformat()}, "last_seen", received_at, self.max_future_s,
-                                naive_is_utc=False)
-
 
 register(Zigbee2MqttDecoder())
+
+
+@dataclass(frozen=True, slots=True)
+class Z2mTopic:
+    """What a topic under a zigbee2mqtt base topic carries: a device's ``state`` or
+    ``availability`` (``name`` = its friendly name), a bridge's ``bridge_state`` (``name`` = the
+    bridge's base topic, e.g. ``zigbee2mqtt/home-0001``), or ``other`` (bridge info, logging,
+    commands…: not a report, ``name`` empty)."""
+
+    kind: Literal["state", "availability", "bridge_state", "other"]
+    name: str
+
+
+def classify_topic(topic: str, base_topic: str) -> Z2mTopic:
+    """Where ``topic`` stands under ``base_topic`` (see the module docstring). Raises
+    :class:`DecodeError` ``bad_topic`` for a topic not under ``<base_topic>/`` or with an empty level."""
+    prefix = base_topic + "/"
+    if not topic.startswith(prefix) or len(topic) == len(prefix):
+        raise DecodeError(f"topic {topic!r} is not under {prefix!r}", "bad_topic")
+    levels = topic[len(prefix):].split("/")
+    if "" in levels:
+        raise DecodeError(f"topic {topic!r} has an empty level", "bad_topic")
+    if len(levels) >= 2 and levels[-2] == "bridge" and levels[-1] == "state":
+        return Z2mTopic("bridge_state", "/".join([base_topic, *levels[:-2]]))
+    if _is_bridge_topic(levels) or levels[-1] in COMMAND_LEVELS or (
+            len(levels) >= 2 and levels[-2] in COMMAND_LEVELS):
+        return Z2mTopic("other", "")
+    if levels[-1] == "availability" and len(levels) >= 2:
+        return Z2mTopic("availability", "/".join(levels[:-1]))
+    return Z2mTopic("state", "/".join(levels))
+
+
+def last_seen(obj: dict, received_at: datetime, max_future_s: float) -> datetime:
+    """``last_seen`` as UTC: ISO 8601 text with ``Z`` or an offset, or epoch milliseconds
+    (number or digits); the reception time when absent. Errors ``bad_time``, ``future_time``
+    (more than ``max_future_s`` after ``received_at``)."""
+    value = obj.get("last_seen")
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return fields.timestamp(obj, "last_seen", received_at, max_future_s, naive_is_utc=False)
+    try:
+        t = _EPOCH + timedelta(milliseconds=value)
+    except (OverflowError, ValueError):
+        raise DecodeError(f"last_seen {value!r} is not epoch milliseconds", "bad_time") from None
+    # Re-checked by the shared helper for the range and future-time rules.
+    return fields.timestamp({"last_seen": t.isoformat()}, "last_seen", received_at, max_future_s,
+                            naive_is_utc=False)
 
 
 def _is_bridge_topic(levels: list[str]) -> bool:
@@ -218,8 +244,9 @@ def _is_bridge_topic(levels: list[str]) -> bool:
                for i, level in enumerate(levels))
 
 
-def _availability(payload: bytes) -> bool:
-    """``{"state":"online"|"offline"}`` or the legacy plain body → True when online."""
+def availability_state(payload: bytes) -> bool:
+    """An availability body, ``{"state":"online"|"offline"}`` or the legacy plain one → True when
+    online. Errors ``not_utf8``, ``not_json``, ``not_object``, ``bad_state``."""
     body = payload.strip()
     if body in _AVAILABILITY_BODIES:
         return _AVAILABILITY_BODIES[body]
@@ -246,7 +273,7 @@ def _value(obj: dict, info: SensorInfo) -> float | None:
                               f"{', '.join(others)}", "kind_mismatch")
         return None
     if info.kind is SensorKind.POWER:
-        relay_on = None if obj.get("state") is None else _boolean(obj, "state")
+        relay_on = None if obj.get("state") is None else boolean(obj, "state")
         if relay_on is False:
             return 0.0
         return fields.number(obj, "power", "bad_field", minimum=0.0)
@@ -257,13 +284,13 @@ def _value(obj: dict, info: SensorInfo) -> float | None:
             raise DecodeError(f"pressure_state must be one of {', '.join(PRESSURE_STATES)}, got "
                               f"{fields._short(state)}", "bad_state")
         return PRESSURE_STATES[state.strip().lower()]
-    state = _boolean(obj, name)
+    state = boolean(obj, name)
     if info.kind is SensorKind.CONTACT:
         state = not state  # zigbee2mqtt: contact true = magnet near = closed
     return 1.0 if state else 0.0
 
 
-def _boolean(obj: dict, name: str) -> bool:
+def boolean(obj: dict, name: str) -> bool:
     """``obj[name]`` as a boolean: JSON true/false, or the text true/false/ON/OFF in any case."""
     value = obj[name]
     if isinstance(value, bool):
