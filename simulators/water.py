@@ -798,11 +798,14 @@ def _iso(epoch_s) -> str:
 
 # --- registry and scenarios ---------------------------------------------------------------------
 
-def write_registry(result: SimResult, path: Path | str, email_domain: str = "example.org") -> None:
+def write_registry(result: SimResult, path: Path | str, email_domain: str = "example.org",
+                   lorawan: bool = False) -> None:
     """A YAML registry (format of :func:`vigie.registry.load_registry_file`) giving each meter a
     household ``h-NNNN`` (address "NNNN rue de l'Exemple") and one resident ``p-NNNN`` ("Résident
     NNNN", ``resident-NNNN@<email_domain>``, phone ``+33 6 00 NN NN NN``, language fr, about 1 in 20
-    en); NNNN = position + 1. Fictitious details, so tests can look for them where they must not be."""
+    en); NNNN = position + 1. Fictitious details, so tests can look for them where they must not be.
+    ``lorawan``: also the ``lorawan:`` section for meters published as Axioma W1 uplinks
+    (:func:`vigie.simulators.lorawan.lorawan_registry_section`)."""
     width = max(4, len(str(len(result.meters))))
     lang = _rng(result.config.seed, 4).random(len(result.meters)) < 0.05
     households = []
@@ -816,8 +819,12 @@ def write_registry(result: SimResult, path: Path | str, email_domain: str = "exa
                            "phone": "+33 6 00 " + " ".join(f"{m.index + 1:06d}"[i:i + 2] for i in (0, 2, 4)),
                            "language": "en" if lang[m.index] else "fr"}],
         })
-    Path(path).write_text(yaml.safe_dump({"households": households}, allow_unicode=True, sort_keys=False),
-                          encoding="utf-8")
+    doc: dict = {"households": households}
+    if lorawan:
+        from vigie.simulators.lorawan import lorawan_registry_section
+
+        doc["lorawan"] = lorawan_registry_section(result)
+    Path(path).write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 #: Leaks of :func:`e2e_scenario`: (L/h, day offset, local start "HH:MM", end (day offset, "HH:MM") or
