@@ -22,6 +22,9 @@ escalation engine (:mod:`vigie.alerts.escalation`): a call (escalation step or r
 event's one-line evidence (:meth:`~vigie.records.HomeEvent.summary`) and the recipient's
 acknowledgement link, *handled* (who handles it: a relation or "staff", never a name) and *resolved*.
 The home is named by its registry id, as meters are: no address, no name in a message.
+
+:func:`render_digest` writes a staff digest (:mod:`vigie.alerts.digest`): the heating and
+device-health findings it announces, then those still open, each with its period and evidence.
 """
 
 from __future__ import annotations
@@ -449,4 +452,100 @@ def render_home(alert: HomeAlert, reason: NotificationReason | str, lang: str, t
     else:
         raise ValueError(f"no home-alert message for reason {reason}")
     body.append(t["signature"].format(**f))
+    return Message(subject=subject, body="\n\n".join(body) + "\n")
+
+
+# -- staff digests ---------------------------------------------------------------------------------
+_DIGEST_TEXT = {
+    "fr": {
+        "subject": "Vigie — {new} nouveau(x) constat(s) pour les services techniques ({commune})",
+        "hello": "Bonjour,",
+        "intro": "Voici les constats de Vigie sur le chauffage des bâtiments communaux et l'état des appareils.",
+        "new": "Nouveaux constats ({n}) :",
+        "open": "Toujours ouverts ({n}) :",
+        "more": "… et {n} autre(s) (liste complète : API /findings).",
+        "period": "du {start} au {end}",
+        "todo": "Chaque constat peut être pris en charge dans l'API (POST /findings/{{id}}/ack) ; il se "
+                "ferme de lui-même quand l'analyse ne le voit plus.",
+        "signature": "— Vigie, digest n° {digest_id}",
+        "kind": {
+            "window_open_heating": "chauffage fenêtre ouverte",
+            "unoccupied_heating": "chauffage d'une salle inoccupée",
+            "setpoint_above_comfort": "consigne au-dessus de la température de confort",
+            "cannot_reach_setpoint": "radiateur qui n'atteint pas sa consigne (maintenance)",
+            "energy_trend": "consommation par degré-jour en hausse",
+            "silent": "appareil muet",
+            "low_battery": "pile faible",
+            "clock_drift": "horloge de l'appareil décalée",
+        },
+    },
+    "en": {
+        "subject": "Vigie — {new} new finding(s) for the technical staff ({commune})",
+        "hello": "Hello,",
+        "intro": "Here are Vigie's findings on the heating of the commune's buildings and on its devices.",
+        "new": "New findings ({n}):",
+        "open": "Still open ({n}):",
+        "more": "… and {n} more (full list: API /findings).",
+        "period": "from {start} to {end}",
+        "todo": "Each finding can be taken in hand through the API (POST /findings/{{id}}/ack); it closes "
+                "by itself once the analysis no longer sees it.",
+        "signature": "— Vigie, digest no. {digest_id}",
+        "kind": {
+            "window_open_heating": "heating with a window open",
+            "unoccupied_heating": "heating an unoccupied room",
+            "setpoint_above_comfort": "setpoint above the comfort temperature",
+            "cannot_reach_setpoint": "radiator cannot reach its setpoint (maintenance)",
+            "energy_trend": "energy per degree-day rising",
+            "silent": "silent device",
+            "low_battery": "low battery",
+            "clock_drift": "device clock drifting",
+        },
+    },
+}
+#: Evidence keys are suffixed with their unit; the digest shows a value with its unit.
+_UNITS = (("_pct", " %"), ("_c", " °C"), ("_kwh", " kWh"), ("_h", " h"), ("_s", " s"), ("_w", " W"))
+DIGEST_MAX_LISTED = 50
+
+
+def _evidence_text(evidence: dict, lang: str, limit: int = 4) -> str:
+    parts = []
+    for key, value in list(evidence.items())[:limit]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            parts.append(f"{key} {value}")
+            continue
+        unit = next((u for suffix, u in _UNITS if key.endswith(suffix)), "")
+        name = key[: -len(next(s for s, u in _UNITS if u == unit))] if unit else key
+        parts.append(f"{name.replace('_', ' ')} {format_number(float(value), 1, lang)}{unit}")
+    return "; ".join(parts)
+
+
+def _finding_line(row, lang: str, tz: str) -> str:
+    t = _DIGEST_TEXT[lang]
+    kind = t["kind"].get(row.kind, row.kind.replace("_", " "))
+    where = row.label or row.subject
+    period = t["period"].format(start=_local_moment(row.start, lang, tz), end=_local_moment(row.end, lang, tz))
+    evidence = _evidence_text(row.evidence or {}, lang)
+    return f"- #{row.id} {where} — {kind}, {period}" + (f" ({evidence})" if evidence else "")
+
+
+def render_digest(digest, new: list, still_open: list, lang: str, tz: str) -> Message:
+    """The staff digest ``digest`` (:class:`vigie.alerts.digest.StaffDigest`) announcing ``new``
+    findings and recalling ``still_open`` ones (:class:`vigie.alerts.findings.FacilityFinding`),
+    in ``lang``, times local to ``tz``; at most :data:`DIGEST_MAX_LISTED` lines per list. Findings
+    are named by their label (building and room names, device ids), never by a person. Raises
+    ``ValueError`` for an unknown language."""
+    if lang not in _DIGEST_TEXT:
+        raise ValueError(f"unsupported message language {lang!r}; expected one of {LANGUAGES}")
+    t = _DIGEST_TEXT[lang]
+    body = [t["hello"], t["intro"]]
+    for title, rows in ((t["new"], new), (t["open"], still_open)):
+        if not rows:
+            continue
+        lines = [_finding_line(r, lang, tz) for r in rows[:DIGEST_MAX_LISTED]]
+        if len(rows) > DIGEST_MAX_LISTED:
+            lines.append(t["more"].format(n=len(rows) - DIGEST_MAX_LISTED))
+        body.append(title.format(n=len(rows)) + "\n" + "\n".join(lines))
+    body.append(t["todo"])
+    body.append(t["signature"].format(digest_id=digest.id))
+    subject = t["subject"].format(new=len(new), commune=digest.commune)
     return Message(subject=subject, body="\n\n".join(body) + "\n")

@@ -10,8 +10,9 @@ ticks that keep reporting the same condition, or a restart, find the same alert.
 (alert, step number), and as notifications unique per (home alert, person, step key): two ticks
 or two processes cannot notify a person twice for one step.
 
-A :class:`Notification` belongs to exactly one water alert (``alert_id``) or one home alert
-(``home_alert_id``); the delivery stage sends both kinds the same way.
+A :class:`Notification` belongs to exactly one water alert (``alert_id``), one home alert
+(``home_alert_id``) or one staff digest (``digest_id``, :mod:`vigie.alerts.digest`); the delivery
+stage sends them all the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class NotificationReason(StrEnum):
     RESOLVED = "resolved"
     ESCALATION = "escalation"   # a home alert reached this person's level (or the last level again)
     HANDLED = "handled"         # a home alert was acknowledged by someone else
+    DIGEST = "digest"           # a staff digest of heating and device-health findings
 
 
 class DeliveryStatus(StrEnum):
@@ -78,15 +80,17 @@ class Alert(Base):
 
 
 class Notification(Base):
-    """A message owed to one person about one water alert (``alert_id``) or one home alert
-    (``home_alert_id``, with its ``step`` key: ``s<n>`` escalation step n, ``r<n>`` the person's
-    n-th reminder, ``handled``, ``resolved``); delivered (and retried) by the delivery stage."""
+    """A message owed to one person about one water alert (``alert_id``), one staff digest
+    (``digest_id``) or one home alert (``home_alert_id``, with its ``step`` key: ``s<n>``
+    escalation step n, ``r<n>`` the person's n-th reminder, ``handled``, ``resolved``); delivered (and retried) by the delivery stage."""
 
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
     home_alert_id: Mapped[int | None] = mapped_column(
         ForeignKey("home_alerts.id", ondelete="CASCADE", name="fk_notifications_home_alert_id"), index=True)
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_digests.id", ondelete="CASCADE", name="fk_notifications_digest_id"), index=True)
     step: Mapped[str | None] = mapped_column(String(20))
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     reason: Mapped[str] = mapped_column(String(20))

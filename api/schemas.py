@@ -111,3 +111,45 @@ class HealthOut(BaseModel):
     ingest_pending: int | None = Field(None, description="Readings spooled on disk, not yet in InfluxDB")
     ingest_received: int | None = None
     dead_letters: int | None = None
+
+
+class BuildingOut(BaseModel):
+    """A heated public building of the key's commune."""
+
+    id: str
+    name: str | None
+    commune: str
+
+
+class FindingOut(BaseModel):
+    """A staff finding: a heating fault of a room or building, or a device problem."""
+
+    id: int
+    family: Literal["heating", "water", "home"]
+    kind: str = Field(description="window_open_heating, unoccupied_heating, setpoint_above_comfort, "
+                      "cannot_reach_setpoint, energy_trend (heating); silent, low_battery, clock_drift (devices)")
+    subject: str = Field(description="What it is about: <building>/<room>, <building>, or <family>:<device>")
+    label: str = Field(description="How staff read the subject: building and room names, device ids")
+    building_id: str | None
+    room_id: str | None
+    device_id: str | None
+    start: datetime = Field(description="When the condition was first seen, UTC")
+    end: datetime = Field(description="When it was last seen, UTC")
+    evidence: dict[str, Any] = Field(description="Figures with their unit in the key (valve_pct, wasted_kwh…)")
+    status: Literal["open", "acknowledged", "resolved"]
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None = Field(description="Person or key id of who took it in hand")
+    resolved_at: datetime | None = Field(description="When the analysis stopped seeing it")
+    digest_id: int | None = Field(description="The staff digest that announced it")
+
+
+class HeatingReportOut(BaseModel):
+    """A building's weekly heating report: energy (kWh), degree-days (DJU base 18 °C), kWh per
+    DJU against the previous weeks, energy per room, estimated waste per finding kind and the
+    faults open when it was made."""
+
+    building_id: str
+    week_start: date = Field(description="The local Monday of the week")
+    created_at: datetime
+    report: dict[str, Any]

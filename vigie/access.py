@@ -22,6 +22,10 @@ API answers 404 for both, so a caller learns nothing about other households); :c
 only for what a role may never do whatever the object (grafana acknowledging) or, for a caregiver,
 reading the history of a household they can see but were not granted.
 
+Buildings, staff findings (heating faults, device problems) and weekly heating reports belong to
+a commune: its staff and grafana keys read them, its staff acknowledge findings; residents and
+caregivers get :class:`Forbidden`. They hold no personal data and are not audited.
+
 Reads of a household's data and acknowledgements are written to the audit log (:mod:`vigie.audit`)
 here, not by the endpoints; each such method commits its event on the caller's session. A request
 refused (403/404) writes nothing.
@@ -35,10 +39,13 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from vigie.alerts.escalation import Escalation
+from vigie.alerts.findings import FacilityFinding, acknowledge_finding, list_findings
 from vigie.alerts.models import Alert, AlertStatus, HomeAlert
 from vigie.alerts.router import AlertRouter, list_alerts
 from vigie.audit import Actor, AuditAction, record, record_many
 from vigie.auth import Principal, Role
+from vigie.heating_registry import Building
+from vigie.heating_reports import HeatingReport
 from vigie.records import STAFF_ONLY_HOME_EVENTS
 from vigie.registry import CaregiverLink, Household, Meter, household_residents
 
@@ -250,3 +257,45 @@ class Access:
                alert_id=alert.id)
         self._s.commit()
         return alert
+
+    # --- buildings, staff findings and weekly heating reports (staff and grafana of the commune) ---
+    def _commune(self) -> str:
+        if self.principal.role not in (Role.STAFF, Role.GRAFANA) or not self.principal.commune:
+            raise Forbidden("buildings, findings and heating reports are for staff and grafana keys")
+        return self.principal.commune
+
+    def buildings(self) -> list[Building]:
+        """The commune's buildings, by id. Not audited: no personal data."""
+        return list(self._s.scalars(select(Building).where(Building.commune == self._commune()).order_by(Building.id)))
+
+    def findings(self, status: str | None = None, building_id: str | None = None) -> list[FacilityFinding]:
+        """The commune's staff findings (heating faults, device problems), newest first. Not audited:
+        building and device ids only. Raises :class:`Forbidden` for residents and caregivers."""
+        return list_findings(self._s, communes=[self._commune()],
+                             status=str(AlertStatus(status)) if status else None, building_id=building_id)
+
+    def acknowledge_finding(self, finding_id: int) -> FacilityFinding:
+        """Take a finding of the commune in hand (staff only; acknowledging twice is harmless).
+        Raises :class:`Forbidden` for other roles, :class:`NotFound`."""
+        commune = self._commune()
+        if self.principal.role is not Role.STAFF:
+            raise Forbidden("this key is read-only")
+        row = self._s.get(FacilityFinding, finding_id)
+        if row is None or row.commune != commune:
+            raise NotFound("unknown finding")
+        acknowledge_finding(self._s, finding_id, self.principal.person_id or self.principal.key_id)
+        self._s.commit()
+        return row
+
+    def heating_reports(self, building_id: str, week_start=None) -> list[HeatingReport]:
+        """A building's weekly heating reports, newest first (``week_start``: that week's only).
+        Raises :class:`Forbidden` for residents and caregivers, :class:`NotFound` for a building
+        of another commune or none."""
+        commune = self._commune()
+        building = self._s.get(Building, building_id)
+        if building is None or building.commune != commune:
+            raise NotFound("unknown building")
+        query = select(HeatingReport).where(HeatingReport.building_id == building_id)
+        if week_start is not None:
+            query = query.where(HeatingReport.week_start == week_start)
+        return list(self._s.scalars(query.order_by(HeatingReport.week_start.desc())))

@@ -36,10 +36,14 @@ def import_models() -> None:
     """Import every module that defines tables, so ``Base.metadata`` holds the whole schema."""
     import vigie.registry  # noqa: F401
     import vigie.alerts.models  # noqa: F401
+    import vigie.alerts.digest  # noqa: F401
+    import vigie.alerts.findings  # noqa: F401
+    import vigie.heating_reports  # noqa: F401
     import vigie.alerts.acklinks  # noqa: F401
     import vigie.audit  # noqa: F401
     import vigie.auth  # noqa: F401
     import vigie.sensors  # noqa: F401
+    import vigie.heating_registry  # noqa: F401
 
 
 def make_engine(url: str) -> Engine:
