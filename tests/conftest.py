@@ -65,6 +65,46 @@ def influx_store(influxd):
     store.close()
 
 
+@pytest.fixture
+def embedded_store(tmp_path):
+    """An :class:`~vigie.store.embedded.EmbeddedStore` on a fresh SQLite file, laid out as
+    ``influx_store`` (raw policy ``vigie_raw`` the default, the aggregates and events ones)."""
+    from vigie.store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(tmp_path / "timeseries.sqlite3", f"test_{next(_db_counter)}", retention_policy="vigie_raw",
+                          policies=TEST_POLICIES)
+    store.ensure_database("INF")
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["influxdb", "embedded"])
+def any_store(request):
+    """Each store in turn, the contract suite's fixture: ``influx_store`` (the real influxd) and
+    ``embedded_store``; a test using it states what both must do."""
+    return request.getfixturevalue("influx_store" if request.param == "influxdb" else "embedded_store")
+
+
+@pytest.fixture
+def store_twin():
+    """``store_twin(store, **overrides)``: another client of the same InfluxDB server or SQLite
+    file as ``store`` (same database and policies unless overridden); closed after the test."""
+    from vigie.store.embedded import EmbeddedStore
+
+    made = []
+
+    def make(store, **kw):
+        args = {"database": store.database, "retention_policy": store.retention_policy,
+                "policies": store.policies, **kw}
+        twin = EmbeddedStore(store.path, **args) if isinstance(store, EmbeddedStore) else InfluxStore(store.url, **args)
+        made.append(twin)
+        return twin
+
+    yield make
+    for twin in made:
+        twin.close()
+
+
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory):
     """A private Mosquitto with the project's configuration for the whole session."""

@@ -1,4 +1,5 @@
-"""The wiring every command needs: settings, the InfluxDB store, the relational store."""
+"""The wiring every command needs: settings, the time-series store (InfluxDB, or the embedded one:
+:func:`vigie.store.store_for`), the relational store."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from vigie.config import Settings, get_settings
 from vigie.db import make_engine, make_sessionmaker
-from vigie.store import InfluxStore, StoreUnavailable
+from vigie.store import StoreUnavailable, TimeSeriesStore, store_for
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class AppContext:
     settings: Settings
-    store: InfluxStore
+    store: TimeSeriesStore
     engine: Engine
     sessions: sessionmaker
 
@@ -32,7 +33,7 @@ class AppContext:
         """Connect to both stores; creates the InfluxDB database and retention policy and the
         relational tables if missing, and loads ``settings.registry_file`` when set."""
         settings = settings or get_settings()
-        store = InfluxStore.from_settings(settings)
+        store = store_for(settings)
         if ensure_influx:
             try:
                 store.ensure_database(settings.influx_retention_duration)

@@ -54,9 +54,31 @@ def time_literal(t: datetime) -> str:
     return quote_str(pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
+def csv_frame(data: bytes, dtypes: dict | None = None) -> pd.DataFrame:
+    """InfluxDB's CSV answer (one header, then ``name,tags,time,<columns>`` rows) as a DataFrame,
+    ``dtypes`` forcing column types. Both stores' ``query_csv`` parse with it: the embedded store
+    renders InfluxDB's CSV text, so pandas infers the same types from the same text."""
+    return pd.read_csv(io.BytesIO(data), dtype={"tags": str, **(dtypes or {})}, low_memory=False)
+
+
 # InfluxQL durations a retention policy accepts here: INF, or whole hours, days or weeks (InfluxDB
 # refuses policies shorter than one hour).
 DURATION_RE = re.compile(r"^(INF|[1-9][0-9]*[hdw])$")
+_SHOWN_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def _hours(duration: str) -> float:
+    """Hours of a policy duration, as configured (``90d``, ``INF``) or as ``SHOW RETENTION
+    POLICIES`` gives it (``2160h0m0s``, ``0s``); INF is 0, as InfluxDB stores it."""
+    if duration == "INF":
+        return 0.0
+    if DURATION_RE.match(duration):
+        return int(duration[:-1]) * {"h": 1, "d": 24, "w": 168}[duration[-1]]
+    m = _SHOWN_RE.match(duration)
+    if not m or not duration:
+        raise ValueError(f"unexpected retention policy duration {duration!r}")
+    h, mins, s = (int(x or 0) for x in m.groups())
+    return h + mins / 60 + s / 3600
 
 
 @dataclass(frozen=True)
@@ -103,6 +125,11 @@ class InfluxStore:
                    password=pw, retention_policy=settings.influx_retention_policy,
                    policies=settings.influx_extra_policies())
 
+    @property
+    def location(self) -> str:
+        """Where the data are, for messages: the server's URL."""
+        return self.url
+
     def close(self) -> None:
         self._http.close()
 
@@ -141,12 +168,35 @@ class InfluxStore:
         default) and every policy of ``self.policies``, or bring their durations in step.
 
         ``retention_duration`` is the writes' policy duration (``730d``, ``INF``…).
+
+        Only what is missing or differs is created or altered, so an account without admin rights
+        (``GRANT ALL`` on the database, docs/security.md) passes once an admin has run this (``vigie
+        influx setup``); when it would have to change something, :class:`StoreRejected` (403) says so.
         """
-        self.execute(f"CREATE DATABASE {quote_ident(self.database)}")
+        wanted = [(p, False) for p in self.policies]
         if self.retention_policy:
-            self._ensure_policy(RetentionPolicy(self.retention_policy, retention_duration), default=True)
-        for policy in self.policies:
-            self._ensure_policy(policy, default=False)
+            wanted.insert(0, (RetentionPolicy(self.retention_policy, retention_duration), True))
+        names = {v[0] for s in self.query_json("SHOW DATABASES") for v in s.get("values", [])}
+        current: dict[str, tuple[str, bool]] = {}
+        if self.database in names:
+            for s in self.query_json(f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}"):
+                for row in s.get("values", []):
+                    rec = dict(zip(s["columns"], row))
+                    current[rec["name"]] = (rec["duration"], bool(rec["default"]))
+        try:
+            if self.database not in names:
+                self.execute(f"CREATE DATABASE {quote_ident(self.database)}")
+            for policy, default in wanted:
+                shown = current.get(policy.name)
+                if shown is None or _hours(shown[0]) != _hours(policy.duration) or (default and not shown[1]):
+                    self._ensure_policy(policy, default=default)
+        except StoreRejected as exc:
+            if exc.status != 403:
+                raise
+            raise StoreRejected(f"{exc}; the InfluxDB database {self.database!r} or one of its retention policies "
+                                "is missing or differs from the settings, and only an admin may change them: run "
+                                "`vigie influx setup` with an admin's VIGIE_INFLUX_USERNAME/VIGIE_INFLUX_PASSWORD",
+                                403) from exc
 
     def _ensure_policy(self, policy: RetentionPolicy, *, default: bool) -> None:
         rp, db = quote_ident(policy.name), quote_ident(self.database)
@@ -237,8 +287,7 @@ class InfluxStore:
         rest = rest.replace(b"\n" + header + b"\n", b"\n")
         if rest.startswith(header + b"\n"):
             rest = rest[len(header) + 1:]
-        df = pd.read_csv(io.BytesIO(header + b"\n" + rest), dtype={"tags": str, **(dtypes or {})}, low_memory=False)
-        return df
+        return csv_frame(header + b"\n" + rest, dtypes)
 
     def _check_database_exists(self) -> None:
         """:class:`StoreRejected` (404) when the database does not exist; a database seen once is
