@@ -1,4 +1,5 @@
-"""The ingestor's MQTT side: one durable MQTT 5 session, QoS 1 subscriptions, manual acknowledgement.
+"""The ingestor's MQTT side: one durable MQTT 5 (or 3.1.1) session, QoS 1 subscriptions, manual
+acknowledgement.
 
 Why each choice (MQTT 5.0 §3.1.2.4, §3.1.2.11, §4.4, §4.9; paho-mqtt 2.x):
 
@@ -15,6 +16,16 @@ Why each choice (MQTT 5.0 §3.1.2.4, §3.1.2.11, §4.4, §4.9; paho-mqtt 2.x):
   retained message; a new session gets the retained messages, which are normal input.
 - An acknowledgement is only sent on the connection its message arrived on: packet ids belong to a
   connection, and the broker re-sends unacknowledged messages after a reconnect anyway.
+
+MQTT 3.1.1 (``VIGIE_MQTT_PROTOCOL=3.1.1``, Vigie's embedded broker; MQTT 3.1.1 §3.1.2.4, §4.4): the
+same guarantee with ``clean_session=False`` — the broker keeps the session (subscriptions, queued and
+unacknowledged QoS 1 messages) until a clean connect, and re-sends what was not acknowledged on
+reconnect ([MQTT-4.4.0-1]); paho's ``manual_ack`` works alike there (the PUBACK is one packet in both
+versions). 3.1.1 has no Session Expiry (the broker decides), no Receive Maximum (the broker sends
+as fast as it can; the messages wait in the ingestor's memory for their commit), no Retain Handling
+(a resumed session gets the retained messages again on re-subscribing; a reading re-sent overwrites
+its own point and an availability already spooled stores nothing), and no shared subscriptions (one
+ingestor process).
 """
 
 from __future__ import annotations
@@ -54,7 +65,8 @@ class InboundMessage:
 
 
 class DurableSubscriber:
-    """A paho-mqtt 2.x client (MQTT 5, callback API 2) holding the durable session.
+    """A paho-mqtt 2.x client (MQTT 5, or 3.1.1 by ``settings.mqtt_protocol_version``; callback
+    API 2) holding the durable session.
 
     ``filters``: topic filters subscribed at QoS 1. ``handler`` is called on paho's network
     thread for each message and must not block long; the caller later passes handled messages
@@ -74,8 +86,17 @@ class DurableSubscriber:
         self.subscribed = threading.Event()
         self.subscribed_at = 0.0  # monotonic time of the last SUBACK
 
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
-                        protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
+        self.protocol = getattr(settings, "mqtt_protocol_version", "5")
+        if self.protocol == "3.1.1":
+            shared = [f for f in self.filters if f.startswith("$share/")]
+            if shared:
+                raise ValueError(f"MQTT 3.1.1 has no shared subscriptions ({shared[0]}): VIGIE_INGEST_WORKERS "
+                                 "must be 1 with VIGIE_MQTT_PROTOCOL=3.1.1")
+            c = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
+                            protocol=MQTTProtocolVersion.MQTTv311, clean_session=False, manual_ack=True)
+        else:
+            c = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
+                            protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         if settings.mqtt_username:
             pw = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             c.username_pw_set(settings.mqtt_username, pw)
@@ -100,8 +121,11 @@ class DurableSubscriber:
 
     def start(self) -> None:
         """Connect in the background (a broker that is down is retried, not an error)."""
-        self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=KEEPALIVE_S,
-                                   clean_start=False, properties=self._props)
+        if self.protocol == "3.1.1":   # clean_session=False was given to the client
+            self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=KEEPALIVE_S)
+        else:
+            self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=KEEPALIVE_S,
+                                       clean_start=False, properties=self._props)
         self._client.loop_start()
 
     def ack(self, messages: Iterable[InboundMessage]) -> int:
@@ -140,8 +164,11 @@ class DurableSubscriber:
         self._down_since = None
         log.info("MQTT connected to %s:%d as %s%s, session %s", self.settings.mqtt_host, self.settings.mqtt_port,
                  self.settings.mqtt_client_id, outage, "resumed" if flags.session_present else "new")
-        opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(f, opts) for f in self.filters])
+        if self.protocol == "3.1.1":
+            client.subscribe([(f, 1) for f in self.filters])
+        else:
+            opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+            client.subscribe([(f, opts) for f in self.filters])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         for f, rc in zip(self.filters, reason_codes):

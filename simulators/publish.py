@@ -8,7 +8,8 @@ Payloads follow wmbusmeters 3.0.x JSON (``shared/reference/payload-formats.md`` 
 ``iperl`` and ``apator162`` report no alarms. Topic ``wmbusmeters/<id>`` (README example), QoS 1,
 not retained.
 
-Publishing uses paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) with a wide in-flight window, runs
+Publishing uses paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) over MQTT 5, or MQTT 3.1.1 for a broker
+that speaks only that (Vigie's embedded broker, ``protocol="3.1.1"``), with a wide in-flight window, runs
 the network loop in the caller's thread and counts PUBACKs in ``on_publish``:
 :func:`publish_messages` (any topic and payload; :func:`publish_readings` for wmbusmeters readings)
 returns once the broker has acknowledged every message.
@@ -99,14 +100,22 @@ def topic_of(r: WmbusReading, prefix: str = "wmbusmeters") -> str:
     return f"{prefix}/{r.meter_id}"
 
 
+#: ``protocol`` values of :func:`publish_messages` → paho's protocol constants.
+PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
+
 def _client(mqtt_url: str, username: str | None, password: str | None, client_id: str | None,
-            ca_file: str | None = None):
+            ca_file: str | None = None, protocol: str = "5"):
     """A paho client for ``mqtt://`` or ``mqtts://`` URLs (TLS: ``ca_file``, else the system CA store)."""
     u = urlsplit(mqtt_url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
         raise ValueError(f"MQTT URL {mqtt_url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"MQTT protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    # v5: a refused publish comes back as a PUBACK reason code; 3.1.1 has none (a broker's ACL
+    # drops the message silently there).
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"vigie-sim-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)  # v5: a refused publish comes back as a PUBACK reason code
+                         protocol=PROTOCOLS[protocol])
     if u.scheme == "mqtts":
         client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
     user = username if username is not None else (unquote(u.username) if u.username else None)
@@ -151,7 +160,7 @@ def publish_readings(readings: Iterable[WmbusReading], mqtt_url: str, *, topic_p
 def publish_messages(messages: Iterable[OutboundMessage], mqtt_url: str, *, speed: float | None = None,
                      progress: Callable[[int, int], None] | None = None, username: str | None = None,
                      password: str | None = None, client_id: str | None = None, stall_timeout_s: float = 60.0,
-                     ca_file: str | os.PathLike | None = None) -> int:
+                     ca_file: str | os.PathLike | None = None, protocol: str = "5") -> int:
     """Publish ``messages`` in the given order at QoS 1 (retained when a message says so) and return
     how many were published, once the broker has acknowledged (PUBACK) all of them.
 
@@ -160,6 +169,7 @@ def publish_messages(messages: Iterable[OutboundMessage], mqtt_url: str, *, spee
     ``progress(sent, acknowledged)`` is called every 1000 messages and at the end. Credentials in
     the URL (``mqtt://user:pass@host``) are used unless given here. ``ca_file``: PEM CA
     certificate(s) that sign the broker's certificate (``mqtts://``; default: the system store).
+    ``protocol``: "5" (default) or "3.1.1" (``VIGIE_MQTT_PROTOCOL``; a refusal is then not seen).
 
     Raises :class:`PublishError` if the broker cannot be reached or refuses the connection, or
     acknowledges nothing for ``stall_timeout_s`` while messages are pending, or refuses any (a PUBACK
@@ -169,7 +179,8 @@ def publish_messages(messages: Iterable[OutboundMessage], mqtt_url: str, *, spee
     """
     if speed is not None and not speed > 0:
         raise ValueError(f"speed={speed}: expected > 0 (simulated seconds per wall second)")
-    client, host, port = _client(mqtt_url, username, password, client_id, None if ca_file is None else str(ca_file))
+    client, host, port = _client(mqtt_url, username, password, client_id, None if ca_file is None else str(ca_file),
+                                 protocol)
     link = _Link(client, host, port, stall_timeout_s)
     # The network loop runs in this thread (client.loop): no hand-off to a second thread per
     # message, which is what limits paho's threaded mode to a few thousand messages a second.

@@ -202,14 +202,15 @@ def replay_daiad(paths: Sequence[Path | str], mqtt_url: str, tz: str = "Europe/M
                  data: DaiadData | None = None, start: datetime | None = None, end: datetime | None = None,
                  speed: float | None = None,
                  progress: Callable[[int, int], None] | None = None, username: str | None = None,
-                 password: str | None = None, ca_file: Path | str | None = None) -> ReplayReport:
+                 password: str | None = None, ca_file: Path | str | None = None,
+                 protocol: str = "5") -> ReplayReport:
     """Load ``paths`` (:func:`load_daiad`) and publish the readings in time order as wmbusmeters
     JSON (driver ``izar``, topic ``wmbusmeters/<user key>``, QoS 1) with
     :func:`vigie.simulators.publish.publish_readings`; returns once the broker acknowledged all.
 
     ``data``: the files already loaded with :func:`load_daiad` (e.g. to register the meters first).
     ``start``/``end``: publish only readings in ``[start, end)`` (naive = local time in ``tz``).
-    ``speed``, ``progress``, credentials, ``ca_file``: as in :func:`publish_readings`.
+    ``speed``, ``progress``, credentials, ``ca_file``, ``protocol``: as in :func:`publish_readings`.
     """
     data = data if data is not None else load_daiad(paths, tz)
     r = data.readings
@@ -225,7 +226,7 @@ def replay_daiad(paths: Sequence[Path | str], mqtt_url: str, tz: str = "Europe/M
                          duplicates=data.duplicates)
     r = data.readings
     published = publish_readings(data.wmbus_readings(), mqtt_url, speed=speed, progress=progress,
-                                 username=username, password=password, ca_file=ca_file)
+                                 username=username, password=password, ca_file=ca_file, protocol=protocol)
     return ReplayReport(
         files=[str(p) for p in paths], rows_read=data.rows_read, published=published,
         meters=sorted(r["meter_id"].unique().tolist()),
