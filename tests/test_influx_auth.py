@@ -55,3 +55,31 @@ def test_service_writes_grafana_only_reads_anonymous_refused(influxd_auth):
     assert bad.value.status == 401
     for s in (service, grafana, anonymous, wrong):
         s.close()
+
+
+def test_service_account_starts_without_admin_rights_once_an_admin_ran_influx_setup(influxd_auth, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_")}
+    env.update(VIGIE_INFLUX_URL=influxd_auth, VIGIE_INFLUX_USERNAME="admin", VIGIE_INFLUX_PASSWORD="admin-pw",
+               VIGIE_INFLUX_EVENTS_DURATION="30d")
+    done = subprocess.run([sys.executable, "-m", "vigie.cli", "influx", "setup"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert '"vigie_events": "720h0m0s"' in done.stdout
+
+    policies = Settings(_env_file=None, influx_events_duration="30d").influx_extra_policies()
+    service = InfluxStore(influxd_auth, "vigie", username="vigie", password="svc-pw", retention_policy="vigie_raw",
+                          policies=policies)
+    service.ensure_database("INF")  # all in step: no admin statement is sent
+    with pytest.raises(StoreRejected, match="vigie influx setup") as refused:
+        service.ensure_database("730d")  # a changed duration needs an admin
+    assert refused.value.status == 403
+    service.close()
+
+    env.update(VIGIE_INFLUX_USERNAME="vigie", VIGIE_INFLUX_PASSWORD="svc-pw", VIGIE_INFLUX_RETENTION_DURATION="730d")
+    denied = subprocess.run([sys.executable, "-m", "vigie.cli", "influx", "setup"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert denied.returncode == 3 and "requires admin privilege" in denied.stderr
