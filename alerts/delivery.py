@@ -12,7 +12,8 @@
   guess a provider from the host), and ``from=`` sets the sender. With a relay
   that needs them: ``mailtos://USER:PASSWORD@HOST:587?from=SENDER`` (STARTTLS) or ``?mode=ssl``
   (implicit TLS, port 465). ``format=text`` is added unless the URL sets a format, so residents get
-  plain-text mail.
+  plain-text mail. With no relay at all, ``outbox:///DIR`` writes each e-mail to a file in ``DIR``
+  instead (:mod:`vigie.alerts.outbox`; what ``vigie demo`` uses when ``smtp_url`` is unset).
 - every extra Apprise URL of the person (``Person.channels``, space-separated: ``ntfy://…`` etc.).
 
 For a home (assisted-living) alert, the person's ``notify`` preference for the alert's severity
@@ -55,11 +56,14 @@ import apprise
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
+from vigie.alerts import outbox as _outbox  # noqa: F401  registers Apprise's outbox:// scheme (local files)
 from vigie.alerts.acklinks import AckLinks, AlertType, secret_key_for
-from vigie.alerts.messages import Message, pick_language, render, render_home
+from vigie.alerts.digest import StaffDigest, digest_findings
+from vigie.alerts.messages import Message, pick_language, render, render_digest, render_home
 from vigie.alerts.models import (Alert, DeliveryAttempt, DeliveryStatus, EscalationStep, HomeAlert, Notification,
                                  utcnow)
 from vigie.alerts.router import as_utc
+from vigie.metrics import DELIVERY_SECONDS, NOTIFICATION_ATTEMPTS, NOTIFICATIONS
 from vigie.registry import EMAIL_CHANNEL, Person
 
 log = logging.getLogger(__name__)
@@ -185,6 +189,10 @@ class Deliverer:
                 job = self._prepare(notification_id)
                 results = self._send(job.message, job.urls) if job.message else [("none", job.error)]
                 status = self._record(job, results, now)
+                NOTIFICATIONS.labels("sent" if status == DeliveryStatus.SENT else
+                                     "failed" if status == DeliveryStatus.FAILED else "retry").inc()
+                for channel, error in results or [("none", NO_CHANNEL)]:
+                    NOTIFICATION_ATTEMPTS.labels(channel, "failed" if error else "sent").inc()
                 if status == DeliveryStatus.SENT:
                     outcome.sent += 1
                 elif status == DeliveryStatus.FAILED:
@@ -212,6 +220,8 @@ class Deliverer:
             lang = pick_language(person.language if person else None, self._settings)
             if notification.home_alert_id is not None:
                 return self._prepare_home(session, notification, person, lang)
+            if notification.digest_id is not None:
+                return self._prepare_digest(session, notification, person, lang)
             alert = session.get(Alert, notification.alert_id)
             urls: list[str] = []
             if person is not None:
@@ -244,6 +254,13 @@ class Deliverer:
             log.error("notification %d (home alert %d): cannot build the message: %s",
                       notification.id, alert.id, exc)
             return _Job(notification.id, notification.attempts, None, urls, error=f"cannot build the message: {exc}")
+        return _Job(notification.id, notification.attempts, message, urls)
+
+    def _prepare_digest(self, session, notification: Notification, person: Person | None, lang: str) -> _Job:
+        digest = session.get(StaffDigest, notification.digest_id)
+        urls = channel_urls(person, self._smtp_url) if person is not None else []
+        new, still_open = digest_findings(session, digest)
+        message = render_digest(digest, new, still_open, lang, self._settings.timezone)
         return _Job(notification.id, notification.attempts, message, urls)
 
     @staticmethod
@@ -286,11 +303,13 @@ class Deliverer:
             if results and len(errors) < len(results):
                 notification.status = DeliveryStatus.SENT
                 notification.sent_at = now
+                DELIVERY_SECONDS.observe(max(0.0, (now - as_utc(notification.created_at)).total_seconds()))
                 notification.last_error = "; ".join(errors) or None
-                log.info("notification %d (%s alert %d, %s) sent to person %s", notification.id,
-                         "home" if notification.home_alert_id else "water",
-                         notification.home_alert_id or notification.alert_id, notification.reason,
-                         notification.person_id)
+                log.info("notification %d (%s %d, %s) sent to person %s", notification.id,
+                         "digest" if notification.digest_id else
+                         "home alert" if notification.home_alert_id else "water alert",
+                         notification.digest_id or notification.home_alert_id or notification.alert_id,
+                         notification.reason, notification.person_id)
             elif results:
                 notification.last_error = "; ".join(errors)
                 if notification.attempts >= self._settings.delivery_max_attempts:

@@ -2,7 +2,7 @@
 
 OpenAPI documentation is served at ``/docs`` and ``/openapi.json``.
 
-Authentication: every endpoint except ``/health``, ``/ready`` and the acknowledgement links takes an
+Authentication: every endpoint except ``/health``, ``/ready``, ``/metrics`` and the acknowledgement links takes an
 API key as ``Authorization: Bearer vigie_<key id>_<secret>`` (:mod:`vigie.auth`; ``vigie keys``);
 none or a bad one is 401. What the key's principal may see is decided in one place, the query layer
 :mod:`vigie.access`: an object out of its scope is 404 like an absent one, 403 is only for what its
@@ -12,11 +12,11 @@ role may never do. ``/ack/{token}`` is authenticated by the signed token itself
 
 
 import socket
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -28,10 +28,11 @@ from vigie.alerts.messages import evidence_event, pick_language
 from vigie.alerts.models import AlertStatus, EscalationStep, HomeAlert
 from vigie.alerts.router import AlertResolvedError, AlertRouter
 from vigie.api.ack_pages import page
-from vigie.api.schemas import (AlertOut, ComponentHealth, ConsumptionOut, ConsumptionPoint, HealthOut,
-                               HomeAlertOut, HouseholdStatusOut, MeterOut)
+from vigie.api.schemas import (AlertOut, BuildingOut, ComponentHealth, ConsumptionOut, ConsumptionPoint,
+                               FindingOut, HealthOut, HeatingReportOut, HomeAlertOut, HouseholdStatusOut, MeterOut)
 from vigie.auth import Principal, authenticate
 from vigie.context import AppContext
+from vigie.metrics import app_registry, exposition
 from vigie.registry import Person
 from vigie.store import StoreError
 from vigie.store.homes import last_report_time
@@ -125,6 +126,16 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
         """Readiness: 200 when InfluxDB, the broker and the database answer, else 503."""
         h = _health()
         return JSONResponse(h.model_dump(mode="json"), status_code=200 if h.status == "ok" else 503)
+
+    metrics_registry = app_registry(ingestor)
+
+    @app.get("/metrics", tags=["service"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics (docs/metrics.md): ingest rate, dead letters, buffer depth, detector run
+        times, notifications by outcome. No API key: counts only, keep it on the internal network."""
+        body, content_type = exposition(metrics_registry, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     @app.get("/meters", response_model=list[MeterOut], tags=["water"], responses=_AUTH_ERRORS)
     def list_meters(acc: AccessDep) -> list[MeterOut]:
@@ -252,6 +263,37 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
         except AlertNotAcknowledgedError as exc:
             raise HTTPException(409, str(exc))
         return _home_out(alert)
+
+    # Buildings, staff findings and weekly heating reports: staff and grafana keys of the commune.
+    _STAFF_ONLY = {**_AUTH_ERRORS, 403: {"description": "Staff and grafana keys only"}}
+
+    @app.get("/buildings", response_model=list[BuildingOut], tags=["heating"], responses=_STAFF_ONLY)
+    def buildings(acc: AccessDep) -> list[BuildingOut]:
+        """The heated public buildings of the key's commune."""
+        return [BuildingOut(id=b.id, name=b.name, commune=b.commune) for b in acc.buildings()]
+
+    @app.get("/findings", response_model=list[FindingOut], tags=["heating"], responses=_STAFF_ONLY)
+    def findings(acc: AccessDep, status: Literal["open", "acknowledged", "resolved"] | None = None,
+                 building_id: str | None = None) -> list[FindingOut]:
+        """Heating faults and device problems of the key's commune, newest first: what the daily
+        staff job found and announced in its digests (open while the analysis still sees them)."""
+        return [FindingOut.model_validate(f, from_attributes=True) for f in acc.findings(status, building_id)]
+
+    @app.post("/findings/{finding_id}/ack", response_model=FindingOut, tags=["heating"],
+              responses={**_STAFF_ONLY, **_NOT_FOUND})
+    def acknowledge_finding(finding_id: Annotated[int, Path(ge=1, le=2**63 - 1)], acc: AccessDep) -> FindingOut:
+        """Take a finding in hand (staff keys). It is no longer recalled as unhandled and closes by
+        itself once the analysis no longer sees it. Acknowledging twice is harmless."""
+        return FindingOut.model_validate(acc.acknowledge_finding(finding_id), from_attributes=True)
+
+    @app.get("/buildings/{building_id}/reports", response_model=list[HeatingReportOut], tags=["heating"],
+             responses={**_STAFF_ONLY, **_NOT_FOUND})
+    def heating_reports(building_id: str, acc: AccessDep,
+                        week_start: Annotated[date | None, Query(description="Only the week starting on this "
+                                                                 "Monday")] = None) -> list[HeatingReportOut]:
+        """A building's weekly heating reports, newest first (made every Monday for the week before)."""
+        return [HeatingReportOut(building_id=r.building_id, week_start=r.week_start, created_at=r.created_at,
+                                 report=r.body) for r in acc.heating_reports(building_id, week_start)]
 
     # Acknowledgement links. Mail scanners and link previews fetch every URL in a message with GET,
     # so GET only shows a confirmation page with one button; the POST that button sends

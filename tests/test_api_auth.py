@@ -25,6 +25,7 @@ from vigie.access import Access, NotFound
 from vigie.alerts.acklinks import AckLinks, UsedAckLink, secret_key_for
 from vigie.alerts.delivery import Deliverer
 from vigie.alerts.escalation import Escalation
+from vigie.alerts.findings import FacilityFinding, FindingRouter, StaffFinding
 from vigie.alerts.models import Alert, AlertStatus, HomeAlert
 from vigie.alerts.router import AlertRouter
 from vigie.api.app import create_app
@@ -33,6 +34,7 @@ from vigie.auth import ApiKey, Role, authenticate, create_key, revoke_key, rotat
 from vigie.config import Settings
 from vigie.context import AppContext
 from vigie.db import make_engine, make_sessionmaker
+from vigie.heating_reports import HeatingReport
 from vigie.ingest.decoders.zigbee2mqtt import SensorInfo
 from vigie.records import (HOME_EVENT_SEVERITY, CheckResult, CheckStatus, HomeEvent, HomeEventKind, LeakRule,
                            MeterReading, Room, SensorEvent, SensorKind)
@@ -61,6 +63,15 @@ households:
     commune: b
     meters: [{id: m-b1}]
     residents: [{id: p-b1, name: Berthe Exemple}]
+buildings:
+  - id: b-a
+    name: Mairie A
+    commune: a
+    rooms: [{id: r-a1, name: Salle A1, devices: [{id: trv-a1, kind: trv, friendly_name: a/r1/trv}]}]
+  - id: b-b
+    name: Mairie B
+    commune: b
+    rooms: [{id: r-b1, name: Salle B1, devices: [{id: trv-b1, kind: trv, friendly_name: b/r1/trv}]}]
 """
 PRINCIPALS = {
     "staff_a": dict(role=Role.STAFF, person_id="s-a", commune="a"),
@@ -111,6 +122,7 @@ class World:
         with self.ctx.sessions() as s:
             self.alerts = {a.meter_id: a.id for a in s.scalars(select(Alert))}
         self.home_alerts = self._home_alerts()
+        self.findings = self._findings()
         self.app = create_app(self.ctx)
         self.client = TestClient(self.app)
         self.links = AckLinks(secret_key_for(self.settings), self.settings)
@@ -133,6 +145,18 @@ class World:
         out = {label: ids[(home, str(kind))] for label, (home, kind, _) in made.items()}
         escalation.acknowledge(out["ha-a1r"], "s-a", staff=True)
         return out
+
+    def _findings(self) -> dict[str, int]:
+        at = datetime(2026, 3, 16, 9, 0, tzinfo=timezone.utc)
+        FindingRouter(self.ctx.sessions).apply([
+            StaffFinding(commune=c, family="heating", kind="window_open_heating", subject=f"b-{c}/r-{c}1", start=at,
+                         end=at + timedelta(hours=2), evidence={"wasted_kwh": 2.5}, building_id=f"b-{c}",
+                         room_id=f"r-{c}1", label=f"Mairie {c.upper()} — Salle {c.upper()}1") for c in "ab"], set())
+        with self.ctx.sessions() as s:
+            s.add(HeatingReport(building_id="b-a", commune="a", week_start=date(2026, 3, 9),
+                                body={"building_id": "b-a", "energy_kwh": 120.5}))
+            s.commit()
+            return {f"f-{f.commune}": f.id for f in s.scalars(select(FacilityFinding))}
 
     def headers(self, role: str) -> dict:
         return {} if role == "anon" else {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -169,6 +193,7 @@ ALL_A = ["m-a1", "m-a2"]
 TABLE = [
     ("GET", "/health", "/health", _expect(others=(200, None))),
     ("GET", "/ready", "/ready", _expect(others=(503, None))),
+    ("GET", "/metrics", "/metrics", _expect(others=(200, None))),   # counts only: no key, like the probes
     ("GET", "/meters", "/meters", _expect(
         staff_a=(200, ALL_A), staff_b=(200, ["m-b1"]), resident_a1=(200, ["m-a1"]),
         caregiver_granted=(200, ["m-a1"]), caregiver=(200, ["m-a1"]), grafana_a=(200, ALL_A), anon=(401, None))),
@@ -226,6 +251,23 @@ TABLE = [
     ("POST", "/home-alerts/{alert_id}/resolve", "/home-alerts/999999/resolve", _expect(
         resident_a1=(403, None), grafana_a=(403, None), anon=(401, None), others=(404, None))),
     # Links carry their own credentials: a bearer key neither helps nor is needed.
+    ("GET", "/buildings", "/buildings", _expect(
+        staff_a=(200, ["b-a"]), grafana_a=(200, ["b-a"]), staff_b=(200, ["b-b"]), anon=(401, None),
+        others=(403, None))),
+    ("GET", "/findings", "/findings", _expect(
+        staff_a=(200, ["b-a/r-a1"]), grafana_a=(200, ["b-a/r-a1"]), staff_b=(200, ["b-b/r-b1"]),
+        anon=(401, None), others=(403, None))),
+    ("GET", "/findings", "/findings?status=resolved", _expect(
+        staff_a=(200, []), grafana_a=(200, []), staff_b=(200, []), anon=(401, None), others=(403, None))),
+    ("POST", "/findings/{finding_id}/ack", "/findings/{f-a}/ack", _expect(
+        staff_a=(200, None), staff_b=(404, None), anon=(401, None), others=(403, None))),
+    ("POST", "/findings/{finding_id}/ack", "/findings/999999/ack", _expect(
+        staff_a=(404, None), staff_b=(404, None), anon=(401, None), others=(403, None))),
+    ("GET", "/buildings/{building_id}/reports", "/buildings/b-a/reports", _expect(
+        staff_a=(200, ["b-a"]), grafana_a=(200, ["b-a"]), staff_b=(404, None), anon=(401, None),
+        others=(403, None))),
+    ("GET", "/buildings/{building_id}/reports", "/buildings/b-none/reports", _expect(
+        staff_a=(404, None), grafana_a=(404, None), staff_b=(404, None), anon=(401, None), others=(403, None))),
     ("GET", "/ack/{token}", "/ack/not-a-token", _expect(others=(400, None))),
     ("POST", "/ack/{token}", "/ack/not-a-token", _expect(others=(400, None))),
 ]
@@ -233,6 +275,7 @@ TABLE = [
 
 def _concrete(world: World, path: str) -> str:
     path = re.sub(r"\{(ha-[a-z0-9]+)\}", lambda m: str(world.home_alerts[m.group(1)]), path)
+    path = re.sub(r"\{(f-[a-z])\}", lambda m: str(world.findings[m.group(1)]), path)
     return re.sub(r"\{(m-[a-z0-9]+)\}", lambda m: str(world.alerts[m.group(1)]), path)
 
 
@@ -249,7 +292,8 @@ def test_role_gets_exactly_what_it_may(world, method, template, path, expected, 
     if ids is not None:
         body = r.json()
         labels = {v: k for k, v in world.home_alerts.items()}
-        got = [x["id"] if template == "/meters" else labels[x["id"]] if template == "/home-alerts"
+        got = [x["id"] if template in ("/meters", "/buildings") else labels[x["id"]] if template == "/home-alerts"
+               else x["subject"] if template == "/findings" else x["building_id"] if "reports" in template
                else x["meter_id"] for x in body]
         assert sorted(got) == sorted(ids)
 

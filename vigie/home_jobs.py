@@ -45,6 +45,7 @@ import pandas as pd
 from vigie.analytics.routine import HomeRoutines, learn_routines
 from vigie.config import Settings
 from vigie.context import AppContext
+from vigie.metrics import DETECTOR_FAILURES, DETECTOR_SECONDS, HOME
 from vigie.records import HomeEvent
 from vigie.store.homes import HomeSensors, concat_events, empty_events, read_events
 
@@ -208,6 +209,7 @@ def home_job(ctx: AppContext, now: datetime | None = None, monitor: HomeMonitor 
             out.opened, out.updated, out.cleared, out.resolved = (applied.opened, applied.updated, applied.cleared,
                                                                   applied.resolved)
     except Exception:  # the escalation below must still run; the next tick retries detection
+        DETECTOR_FAILURES.labels(HOME).inc()
         log.exception("home detection failed")
     try:
         ticked = escalation.tick(now)
@@ -216,6 +218,7 @@ def home_job(ctx: AppContext, now: datetime | None = None, monitor: HomeMonitor 
     except Exception:
         log.exception("escalation tick failed")
     out.seconds = _time.monotonic() - t0
+    DETECTOR_SECONDS.labels(HOME).observe(out.seconds)
     if out.opened or out.resolved or out.steps or out.reminders:
         log.info("home tick: %d homes, %d events, %d opened, %d resolved, %d steps, %d calls, %d reminders, %.2fs",
                  out.homes, len(out.events), out.opened, out.resolved, out.steps, out.calls, out.reminders,

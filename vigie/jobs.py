@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 
 from vigie.context import AppContext
+from vigie.metrics import DETECTOR_SECONDS, LEAK
 from vigie.records import CheckResult
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,9 @@ def leak_job(ctx: AppContext, first_day: date, last_day: date | None = None, *, 
         if router is not None:
             router.apply_results(results)
         flagged = sum(1 for r in results if r.status == "leak")
-        log.info("leak check %s: %d results, %d flagged, %.2fs", day, len(results), flagged,
-                 _time.monotonic() - t0)
+        seconds = _time.monotonic() - t0
+        DETECTOR_SECONDS.labels(LEAK).observe(seconds)
+        log.info("leak check %s: %d results, %d flagged, %.2fs", day, len(results), flagged, seconds)
         out.extend(results)
         day += timedelta(days=1)
     if route and deliver:

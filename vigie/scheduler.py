@@ -10,7 +10,11 @@
   detection and two ticks never race in this process (``max_instances=1``; another process
   ticking at once — ``vigie escalate`` — is safe too: steps are unique per alert in the database);
 - the daily re-learning of the home routines at ``home_learn_time`` (its own job, so a minute tick
-  never waits for it; the tick keeps using the routine already learned).
+  never waits for it; the tick keeps using the routine already learned);
+- the daily staff job at ``heating_check_time`` (:func:`vigie.heating_jobs.heating_job`): heating
+  analytics of the day before and device health of every family, findings recorded and one digest
+  per commune with new ones; on Mondays, then, the weekly report of every building for the week
+  before (:func:`vigie.heating_jobs.weekly_reports`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 from vigie.context import AppContext
 from vigie.home_jobs import HomeMonitor, home_job
 from vigie.jobs import leak_job, yesterday
+from vigie.metrics import DETECTOR_FAILURES, HEATING, LEAK
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,7 @@ def _daily_leak_check(ctx: AppContext) -> None:
     try:
         leak_job(ctx, yesterday(ctx))
     except Exception:  # the scheduler must survive a failed run; the next one retries
+        DETECTOR_FAILURES.labels(LEAK).inc()
         log.exception("daily leak check failed")
 
 
@@ -59,6 +65,22 @@ def escalation_job(ctx: AppContext, now: datetime | None = None) -> None:
         Deliverer(ctx.sessions, ctx.settings).deliver_due(now)
     except Exception:
         log.exception("escalation tick failed")
+
+
+def _daily_staff_job(ctx: AppContext) -> None:
+    from vigie.heating_jobs import heating_job, week_of, weekly_reports
+
+    day = yesterday(ctx)
+    try:
+        heating_job(ctx, day)
+    except Exception:  # the next day's run retries; findings are idempotent
+        DETECTOR_FAILURES.labels(HEATING).inc()
+        log.exception("daily heating and device-health job failed")
+    if day.weekday() == 6:  # yesterday was a Sunday: its week is complete
+        try:
+            weekly_reports(ctx, week_of(day))
+        except Exception:
+            log.exception("weekly heating reports failed")
 
 
 def _learn_routines(monitor: HomeMonitor) -> None:
@@ -92,5 +114,8 @@ def build_scheduler(ctx: AppContext) -> BackgroundScheduler:
     hh, mm = (int(x) for x in ctx.settings.home_learn_time.split(":"))
     sched.add_job(_learn_routines, CronTrigger(hour=hh, minute=mm, timezone=ctx.tz), args=[monitor],
                   id="home-learn", coalesce=True, misfire_grace_time=3600, max_instances=1)
+    hh, mm = (int(x) for x in ctx.settings.heating_check_time.split(":"))
+    sched.add_job(_daily_staff_job, CronTrigger(hour=hh, minute=mm, timezone=ctx.tz), args=[ctx],
+                  id="staff-daily", coalesce=True, misfire_grace_time=3600, max_instances=1)
     sched.add_job(_catch_up, args=[ctx], id="catch-up")
     return sched
