@@ -11,8 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Vigie: telemetry and alerting for municipalities.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(help="Vigie: telemetry and alerting for municipalities.\n\n"
+                       "Settings come from VIGIE_* environment variables, a .env file and the YAML file named by "
+                       "VIGIE_CONFIG (docs/configuration.md). Start with `vigie check`, then `vigie serve`. "
+                       "Each command's own help: `vigie COMMAND --help`.",
+                  no_args_is_help=True, pretty_exceptions_enable=False,
+                  # Markdown: help paragraphs are re-flowed (docstrings wrap at 110 columns) and `code` shows.
+                  rich_markup_mode="markdown")
 simulate_app = typer.Typer(help="Publish simulated devices over MQTT.", no_args_is_help=True)
 replay_app = typer.Typer(help="Replay real data sets over MQTT.", no_args_is_help=True)
 registry_app = typer.Typer(help="The registry of households, meters and residents.", no_args_is_help=True)
@@ -25,43 +30,71 @@ keys_app = typer.Typer(help="API keys: create, list, rotate, revoke (docs/securi
 app.add_typer(keys_app, name="keys")
 db_app = typer.Typer(help="The relational store's schema: migrations (docs/schema.md).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+influx_app = typer.Typer(help="The InfluxDB database and its retention policies (docs/security.md).",
+                         no_args_is_help=True)
+app.add_typer(influx_app, name="influx")
 
 log = logging.getLogger("vigie")
 
 
 def _setup_logging(verbose: bool = False) -> None:
+    from vigie.config import get_settings
     from vigie.logs import setup_logging
 
-    setup_logging(verbose)
+    try:
+        log_format = get_settings().log_format
+    except Exception:  # the command's own _settings() reports the configuration error next
+        log_format = "text"
+    setup_logging(verbose, log_format)
 
 
 def _settings():
-    from pydantic import ValidationError
-
+    """The settings; on a configuration error, prints each bad setting with its fix and exits 2."""
     from vigie.config import get_settings
+    from vigie.config_errors import explain
 
     try:
         return get_settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            name = "VIGIE_" + "_".join(str(x) for x in err["loc"]).upper()
-            typer.echo(f"configuration error: {name}={err.get('input')!r}: {err['msg']}", err=True)
-        raise typer.Exit(2)
-    except (ValueError, OSError) as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
+    except (ValueError, OSError) as exc:   # pydantic's ValidationError is a ValueError
+        for problem in explain(exc):
+            typer.echo(f"configuration error: {problem}", err=True)
         raise typer.Exit(2)
 
 
 def _context(**kw):
+    """The stores of the settings; on a store, database or registry-file error, says which setting
+    to look at (``vigie check`` tells more) and exits 3 (InfluxDB), 4 (database) or 2 (registry file)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from vigie.context import AppContext
+    from vigie.migrations import SchemaVersionError
+    from vigie.registry import RegistryError
     from vigie.store import StoreError
+
+    from vigie.logs import redact
 
     settings = _settings()
     try:
         return AppContext.create(settings, **kw)
     except StoreError as exc:
-        typer.echo(f"InfluxDB error (VIGIE_INFLUX_URL={settings.influx_url}): {exc}", err=True)
+        typer.echo(redact(f"InfluxDB error (VIGIE_INFLUX_URL={settings.influx_url}): {exc}"), err=True)
         raise typer.Exit(3)
+    except (SchemaVersionError, SQLAlchemyError) as exc:
+        typer.echo(f"database error (VIGIE_DATABASE_URL={redact(settings.database_url)}): "
+                   f"{redact(str(exc).splitlines()[0])}\n  fix: check VIGIE_DATABASE_URL and that the database "
+                   "answers; `vigie check` tests it", err=True)
+        raise typer.Exit(4)
+    except (RegistryError, OSError) as exc:
+        typer.echo(f"registry error (VIGIE_REGISTRY_FILE={settings.registry_file}): {exc}\n  fix: correct the "
+                   "file (docs/registry.md) or unset VIGIE_REGISTRY_FILE", err=True)
+        raise typer.Exit(2)
+
+
+def _redact(text: str) -> str:
+    """``text`` with URL credentials, addresses and tokens masked (:func:`vigie.logs.redact`)."""
+    from vigie.logs import redact
+
+    return redact(text)
 
 
 def _parse_day(value: str, name: str) -> date:
@@ -72,7 +105,7 @@ def _parse_day(value: str, name: str) -> date:
 
 
 @app.command()
-def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level")] = False) -> None:
     """Run ingest, the daily J+1 scheduler, the alert router with delivery, and the HTTP API."""
     _setup_logging(verbose)
     from vigie.service import run_service
@@ -81,11 +114,53 @@ def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 
 
 @app.command()
+def demo(
+    days: Annotated[int, typer.Option(min=3, help="Local days simulated (ending yesterday; the homes also "
+                                      "get today until now)")] = 7,
+    meters: Annotated[int, typer.Option(min=12, help="Water meters (two get a fault)")] = 30,
+    homes: Annotated[int, typer.Option(min=1, help="Assisted-living homes (the first one's resident falls)")] = 2,
+    rooms: Annotated[int, typer.Option(min=2, help="Town-hall heating rooms, 8 per building (two get a "
+                                       "fault)")] = 8,
+    directory: Annotated[Path, typer.Option("--dir", help="Demo directory: registry, spool, outbox, logs, "
+                                            "summary.json (a previous run's files there are replaced)")]
+    = Path("vigie-demo"),
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="API port (default: a free one)")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated fleets")] = 0,
+    keep_running: Annotated[bool, typer.Option("--keep-running/--exit", help="After the summary, keep ingest, "
+                                               "the API and the scheduler running until Ctrl-C, or exit")] = True,
+) -> None:
+    """Run the whole chain on this machine with simulated devices: broker, store, simulators with
+    injected faults, ingest, analytics, alerts, the API.
+
+    Uses the broker, InfluxDB and SMTP relay the settings name; for each one left unset it uses
+    Vigie's embedded broker (amqtt, MQTT 3.1.1), the embedded store, and a local outbox of .eml
+    files in DIR/outbox. The registry is a SQLite file in DIR. Prints progress, every alert raised
+    against the faults injected, the API's URL and a demo staff key; writes DIR/summary.json.
+    Exit code 0, or 1 when an injected fault raised no alert, 2 when the demo could not run.
+    """
+    from rich.console import Console
+
+    from vigie.demo import DemoError, DemoOptions, run_demo
+
+    settings = _settings()
+    console = Console(highlight=False)
+    try:
+        options = DemoOptions(directory=directory, days=days, meters=meters, homes=homes, rooms=rooms, seed=seed,
+                              port=port, keep_running=keep_running)
+        report = run_demo(options, settings, console)
+    except (DemoError, ValueError) as exc:
+        typer.echo(f"demo: {exc}", err=True)
+        raise typer.Exit(2)
+    if report.missed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def ingest(
     wait_idle: Annotated[bool, typer.Option("--wait-idle", help="Exit once the broker has delivered "
                                             "everything queued and every reading is in InfluxDB")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait-idle: give up after this many seconds")] = 600.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level")] = False,
 ) -> None:
     """Run the MQTT ingestor alone (durable session: it picks up what was published while it was away)."""
     _setup_logging(verbose)
@@ -147,7 +222,7 @@ def leaks(
     try:
         results = leak_job(ctx, first, last, route=not no_alerts)
     except StoreError as exc:
-        typer.echo(f"InfluxDB error (VIGIE_INFLUX_URL={ctx.settings.influx_url}): {exc}", err=True)
+        typer.echo(_redact(f"InfluxDB error (VIGIE_INFLUX_URL={ctx.settings.influx_url}): {exc}"), err=True)
         raise typer.Exit(3)
     shown = [r for r in results if show_all or r.status != "ok"]
     if as_json:
@@ -199,7 +274,7 @@ def events(
         typer.echo(f"events: {exc}", err=True)
         raise typer.Exit(2)
     except StoreError as exc:
-        typer.echo(f"InfluxDB error (VIGIE_INFLUX_URL={ctx.settings.influx_url}): {exc}", err=True)
+        typer.echo(_redact(f"InfluxDB error (VIGIE_INFLUX_URL={ctx.settings.influx_url}): {exc}"), err=True)
         raise typer.Exit(3)
     if as_json:
         top = ("home_id", "kind", "start", "detected_at", "severity", "sensor_id")
@@ -218,6 +293,191 @@ def events(
         raised = e.detected_at.astimezone(ctx.tz).strftime("%H:%M")
         typer.echo(f"{start:25}  {e.home_id:16}  {e.kind!s:15}  {e.severity!s:8}  {raised:5}  "
                    f"{(e.sensor_id + ': ') if e.sensor_id else ''}{e.summary(lang, tz)}")
+
+
+@app.command()
+def heating(
+    from_: Annotated[str, typer.Option("--from", help="First local day, YYYY-MM-DD")],
+    to: Annotated[str, typer.Option("--to", help="Last local day (inclusive), YYYY-MM-DD")],
+    occupancy: Annotated[Optional[str], typer.Option(
+        "--occupancy", help="Rooms' occupancy: 'schedule' (registry schedules, holidays, closures) or "
+                            "'observed' (the rooms' own occupancy reports); default VIGIE_HEATING_OCCUPANCY")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: findings, room_days, "
+                                          "building_days")] = False,
+) -> None:
+    """Run the heating analytics over a stored period (the daily job's code path: the
+    VIGIE_HEATING_HISTORY_DAYS before it feed the energy trend) and list findings and daily
+    energy per room. Reads only: no finding is recorded, nobody is told.
+
+    Findings: ``building``, ``room`` (empty for a building's energy trend), ``kind``
+    (window_open_heating, unoccupied_heating, setpoint_above_comfort, cannot_reach_setpoint,
+    energy_trend), ``start``/``end`` (ISO 8601 UTC) and ``evidence`` (units in the key names).
+    Daily energy: ``energy_kwh`` per room and local day with the day's heating degree-days (DJU,
+    base 18 °C), ``kwh_per_hdd``, ``coverage`` and the energy ``method`` (meter, power, valve,
+    none). Exit code 0 whatever was found, 3 when InfluxDB cannot be read.
+    """
+    _setup_logging()
+    first, last = _parse_day(from_, "--from"), _parse_day(to, "--to")
+    if last < first:
+        raise typer.BadParameter("--to is before --from")
+    if occupancy is not None and occupancy not in ("schedule", "observed"):
+        raise typer.BadParameter(f"expected schedule or observed, got {occupancy!r}", param_hint="--occupancy")
+    from vigie.heating_jobs import heating_pass
+    from vigie.store import StoreError
+
+    ctx = _context()
+    try:
+        run = heating_pass(ctx, first, last, occupancy=occupancy)
+    except StoreError as exc:
+        typer.echo(_redact(f"InfluxDB error (VIGIE_INFLUX_URL={ctx.settings.influx_url}): {exc}"), err=True)
+        raise typer.Exit(3)
+    findings, room_days = run.findings(), run.room_days()
+
+    def num(x):
+        return None if x is None or x != x else round(float(x), 3)
+
+    if as_json:
+        typer.echo(json.dumps({
+            "from": first.isoformat(), "to": last.isoformat(), "occupancy": run.occupancy,
+            "findings": [{"building": f.building, "room": f.room, "kind": str(f.kind), "start": f.start.isoformat(),
+                          "end": f.end.isoformat(), "evidence": f.evidence} for f in findings],
+            "room_days": [{"building": d.building, "room": d.room, "day": d.day.isoformat(),
+                           "energy_kwh": num(d.energy_kwh), "hdd": num(d.hdd), "kwh_per_hdd": num(d.kwh_per_hdd),
+                           "coverage": num(d.coverage), "method": d.method} for d in room_days],
+            "building_days": [{"building": d.building, "day": d.day.isoformat(), "energy_kwh": num(d.energy_kwh),
+                               "hdd": num(d.hdd), "kwh_per_hdd": num(d.kwh_per_hdd), "rooms": d.rooms}
+                              for d in run.building_days()],
+        }, ensure_ascii=False))
+        return
+    if not len(run.layout.rooms):
+        typer.echo("no heating room in the registry (buildings: in the registry file, docs/registry.md)")
+        return
+    tz = ctx.tz
+
+    def local(t):
+        return t.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+    typer.echo(f"findings {first}..{last} (occupancy: {run.occupancy}): {len(findings) or 'none'}")
+    if findings:
+        typer.echo(f"{'building':12}  {'room':16}  {'kind':22}  {'start':16}  {'end':16}  evidence")
+    for f in findings:
+        evidence = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in f.evidence.items())
+        typer.echo(f"{f.building:12}  {f.room or '-':16}  {f.kind!s:22}  {local(f.start):16}  {local(f.end):16}  "
+                   f"{evidence}")
+    typer.echo("")
+    typer.echo(f"daily energy per room ({ctx.settings.timezone} days; DJU base 18 °C)")
+    typer.echo(f"{'day':10}  {'building':12}  {'room':16}  {'kWh':>8}  {'DJU':>5}  {'kWh/DJU':>7}  {'cover':>5}  method")
+    for d in room_days:
+        kwh = "" if d.energy_kwh != d.energy_kwh else f"{d.energy_kwh:8.1f}"
+        hdd = "" if d.hdd != d.hdd else f"{d.hdd:5.1f}"
+        ratio = "" if d.kwh_per_hdd is None else f"{d.kwh_per_hdd:7.2f}"
+        typer.echo(f"{d.day!s:10}  {d.building:12}  {d.room:16}  {kwh:>8}  {hdd:>5}  {ratio:>7}  "
+                   f"{d.coverage:5.0%}  {d.method}")
+
+
+@app.command()
+def devices(
+    silent: Annotated[bool, typer.Option("--silent", help="Only devices gone or going quiet: silent and "
+                                         "low-battery ones")] = False,
+    low_battery: Annotated[bool, typer.Option("--low-battery", help="Only low-battery devices")] = False,
+    family: Annotated[Optional[list[str]], typer.Option("--family", help="Only this family: water, home or "
+                                                        "heating (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array")] = False,
+) -> None:
+    """List device problems of every family now: silent devices (no message for their expected
+    interval × VIGIE_DEVICE_SILENT_FACTOR), low batteries, drifting clocks (docs/devices.md).
+
+    Without a filter every kind is listed; ``--silent`` lists the devices staff must visit (silent
+    and low battery); ``--low-battery`` only low batteries. ``--json``: one array of objects with
+    ``family``, ``device``, ``kind``, ``since`` (ISO 8601 UTC, null for a device never seen),
+    ``commune``, ``household``, ``building``, ``room`` (registry ids, null when not applicable) and
+    ``evidence``. Ids only: no name, address or friendly name. Exit code 0 whatever was found.
+    """
+    _setup_logging()
+    from vigie.analytics.devices import DeviceFamily, DeviceHealthKind, DeviceHealthParams, device_health
+    from vigie.store import StoreError
+
+    families = set(family or [])
+    unknown = families - {str(f) for f in DeviceFamily}
+    if unknown:
+        raise typer.BadParameter(f"expected water, home or heating, got {', '.join(sorted(unknown))}",
+                                 param_hint="--family")
+    kinds = {str(k) for k in DeviceHealthKind}
+    if silent or low_battery:
+        kinds = ({DeviceHealthKind.SILENT, DeviceHealthKind.LOW_BATTERY} if silent else set()) | (
+            {DeviceHealthKind.LOW_BATTERY} if low_battery else set())
+    ctx = _context()
+    try:
+        found = device_health(ctx.store, ctx.sessions, params=DeviceHealthParams.from_settings(ctx.settings))
+    except StoreError as exc:
+        typer.echo(_redact(f"InfluxDB error (VIGIE_INFLUX_URL={ctx.settings.influx_url}): {exc}"), err=True)
+        raise typer.Exit(3)
+    shown = [h for h in found if h.kind in kinds and (not families or h.family in families)]
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in shown], ensure_ascii=False))
+        return
+    if not shown:
+        typer.echo(f"no device problem ({', '.join(sorted(str(k) for k in kinds))})")
+        return
+    tz = ctx.settings.timezone
+    typer.echo(f"{'family':8}  {'device':24}  {'kind':11}  {'since (' + tz + ')':20}  {'where':28}  evidence")
+    for h in shown:
+        since = h.since.astimezone(ctx.tz).strftime("%Y-%m-%d %H:%M:%S") if h.since else "never seen"
+        where = h.household or "/".join(x for x in (h.building, h.room) if x) or "-"
+        evidence = " ".join(f"{k}={v}" for k, v in h.evidence.items() if v is not None)
+        typer.echo(f"{h.family!s:8}  {h.device:24}  {h.kind!s:11}  {since:20}  {where:28}  {evidence}")
+
+
+@app.command()
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: ok, and checks (name, status, "
+                                          "detail, fix, seconds)")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only this check (repeatable): config, "
+                                                      "database, registry, broker, broker-simulator, store, smtp, "
+                                                      "channels, data-dir")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds each network step waits at most")] = 5.0,
+) -> None:
+    """Check the configuration and every dependency with the configured credentials, changing and
+    sending nothing: the relational database, the registry, the MQTT broker (connect, subscribe
+    rights), InfluxDB (database, retention policies, write rights), the SMTP server, the persons'
+    Apprise channels and the data directory. Each is ok, warn, fail or skip, with a fix.
+
+    Exit code 0 when nothing failed (warnings allowed), 1 when a check failed, 2 when the settings
+    cannot be read (each bad setting is reported as a failed ``config`` check).
+    """
+    from vigie.checks import CHECKS, Check, CheckReport, Status, run_checks
+    from vigie.config import get_settings
+    from vigie.config_errors import explain
+
+    unknown = set(only or []) - set(CHECKS)
+    if unknown:
+        raise typer.BadParameter(f"unknown check(s) {', '.join(sorted(unknown))}; known: {', '.join(CHECKS)}",
+                                 param_hint="--only")
+    try:
+        settings = get_settings()
+    except (ValueError, OSError) as exc:
+        report = CheckReport([Check("config", Status.FAIL, f"{p.setting}"
+                                    + (f"={p.value!r}" if p.value is not None else "")
+                                    + (f" (set in {p.source})" if p.source else "") + f": {p.problem}", p.fix)
+                              for p in explain(exc)])
+        _print_checks(report, as_json)
+        raise typer.Exit(2)
+    report = run_checks(settings, only=set(only) if only else None, timeout_s=timeout)
+    _print_checks(report, as_json)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_checks(report, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    for c in report.checks:
+        typer.echo(f"{str(c.status).upper() if c.status == 'fail' else str(c.status):5} {c.name:17} {c.detail}")
+        if c.fix:
+            typer.echo(f"{'':5} {'':17} fix: {c.fix}")
+    counts = {s: sum(c.status == s for c in report.checks) for s in ("ok", "warn", "fail", "skip")}
+    typer.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n) + (": all good" if report.ok else ""))
 
 
 @app.command()
@@ -267,14 +527,18 @@ def dead_letters(limit: Annotated[int, typer.Option(min=1, help="Newest N entrie
 
 
 @registry_app.command("load")
-def registry_load(path: Path) -> None:
+def registry_load(path: Annotated[Path, typer.Argument(help="Registry file: YAML (.yaml, .yml; households, "
+                                                      "sensors, buildings, LoRaWAN devices) or CSV (.csv), "
+                                                      "docs/registry.md")]) -> None:
     """Load (upsert) a YAML or CSV registry file into the database."""
     from vigie.registry import RegistryError, load_registry_file
 
     ctx = _context(ensure_influx=False)
     try:
         with ctx.sessions() as s:
-            counts = load_registry_file(s, path, default_commune=ctx.settings.commune)
+            counts = load_registry_file(s, path, default_commune=ctx.settings.commune,
+                                        heating_comfort_c=ctx.settings.heating_comfort_c,
+                                        heating_setback_c=ctx.settings.heating_setback_c)
     except (RegistryError, OSError) as exc:
         typer.echo(f"registry error: {exc}", err=True)
         raise typer.Exit(2)
@@ -283,10 +547,10 @@ def registry_load(path: Path) -> None:
 
 def _publisher_credentials(settings) -> dict:
     """Broker credentials of the simulator and replays: their own test-gateway user, never the
-    service account's (which may only subscribe)."""
+    service account's (which may only subscribe); and the MQTT version (VIGIE_MQTT_PROTOCOL)."""
     pw = settings.simulator_mqtt_password
     return {"username": settings.simulator_mqtt_username, "password": pw.get_secret_value() if pw else None,
-            "ca_file": settings.mqtt_ca_file}
+            "ca_file": settings.mqtt_ca_file, "protocol": settings.mqtt_protocol_version}
 
 
 def _progress(label: str):
@@ -317,12 +581,15 @@ def broker_credentials(
 ) -> None:
     """Write Mosquitto's password file (hashed by mosquitto_passwd) and ACL from the registry: one
     credential per gateway or gateway-less meter, one per home's zigbee2mqtt bridge (user = the
-    household id), the service account (VIGIE_MQTT_USERNAME) may subscribe. Existing passwords are
-    kept; new ones are written once to the secrets file. Reload Mosquitto afterwards (SIGHUP)."""
+    household id), one per building's heating bridge (user = the building id), one per LoRaWAN
+    network server decoder when LoRaWAN devices are registered (user = lorawan-<decoder>); the
+    service account (VIGIE_MQTT_USERNAME) may subscribe. Existing passwords are kept; new ones are
+    written once to the secrets file. Reload Mosquitto afterwards (SIGHUP)."""
     from sqlalchemy import select
 
-    from vigie.broker_auth import (DEFAULT_SIMULATOR_USER, BrokerAuthError, MeterRoute, SensorRoute,
+    from vigie.broker_auth import (DEFAULT_SIMULATOR_USER, BrokerAuthError, HeatingRoute, MeterRoute, SensorRoute,
                                    plan_credentials, write_broker_files)
+    from vigie.heating_registry import HeatingDevice, LorawanDevice
     from vigie.registry import Meter
     from vigie.sensors import Sensor
 
@@ -334,10 +601,16 @@ def broker_credentials(
     with ctx.sessions() as s:
         meters = [MeterRoute(*row) for row in s.execute(select(Meter.id, Meter.gateway, Meter.topic_name))]
         sensors = [SensorRoute(*row) for row in s.execute(select(Sensor.household_id, Sensor.friendly_name))]
+        heating = [HeatingRoute(*row) for row in s.execute(select(HeatingDevice.building_id, HeatingDevice.friendly_name)
+                                                           .where(HeatingDevice.friendly_name.is_not(None)))]
+        # Heating devices with a dev_eui are rows of lorawan_devices too.
+        lorawan = s.execute(select(LorawanDevice.dev_eui).limit(1)).first() is not None
     try:
         creds = plan_credentials(meters, settings.topic_decoders(), settings.mqtt_username,
                                  (settings.simulator_mqtt_username or DEFAULT_SIMULATOR_USER) if simulator else None,
-                                 sensors=sensors, home_topic_decoders=settings.home_topic_decoders())
+                                 sensors=sensors, home_topic_decoders=settings.home_topic_decoders(),
+                                 heating=heating, heating_topic_decoders=settings.heating_topic_decoders(),
+                                 lorawan_topic_decoders=settings.lorawan_topic_decoders(), lorawan_devices=lorawan)
         report = write_broker_files(out, creds, rotate=rotate, secrets_path=secrets)
     except (BrokerAuthError, OSError) as exc:
         typer.echo(f"broker credentials: {exc}", err=True)
@@ -366,12 +639,20 @@ def simulate_water(
     ground_truth: Annotated[Optional[Path], typer.Option(help="Write the injected faults here (JSON)")] = None,
     registry: Annotated[Optional[Path], typer.Option(help="Write a registry YAML for the simulated fleet")] = None,
     load_registry: Annotated[bool, typer.Option(help="Also load that registry into the database")] = True,
+    format_: Annotated[str, typer.Option("--format", help="wmbusmeters (gateway JSON), tts_v3 (The Things Stack "
+                                         "v3 uplinks) or chirpstack_v4 (ChirpStack v4 up events): LoRaWAN formats "
+                                         "carry Axioma Qalcosonic W1 frames, and --registry gets a lorawan: "
+                                         "section")] = "wmbusmeters",
 ) -> None:
-    """Publish a simulated water-meter fleet as wmbusmeters JSON over MQTT (QoS 1)."""
-    from vigie.simulators.publish import publish_readings
+    """Publish a simulated water-meter fleet over MQTT (QoS 1): wmbusmeters JSON, or LoRaWAN
+    network-server uplinks (--format)."""
+    from vigie.simulators.lorawan import FORMATS, lorawan_messages
+    from vigie.simulators.publish import publish_messages, publish_readings
     from vigie.simulators.water import (Duplicates, WaterSimConfig, e2e_scenario, parse_gap_spec,
                                         parse_leak_spec, parse_replacement_spec, simulate, write_registry)
 
+    if format_ not in FORMATS:
+        raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
     settings = _settings()
     try:
         if scenario == "e2e":
@@ -392,16 +673,24 @@ def simulate_water(
     if ground_truth:
         result.write_ground_truth(ground_truth)
     if registry:
-        write_registry(result, registry)
+        write_registry(result, registry, lorawan=format_ != "wmbusmeters")
         if load_registry:
             registry_load(registry)
     total = len(result.publish_order)
-    typer.echo(f"publishing {total} readings of {cfg.meters} meters over {cfg.days} days to {settings.mqtt_url}",
-               err=True)
+    typer.echo(f"publishing {total} readings of {cfg.meters} meters over {cfg.days} days as {format_} to "
+               f"{settings.mqtt_url}", err=True)
     show = _progress("simulate water")
-    n = publish_readings(result.published(), settings.mqtt_url, speed=speed,
-                         progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
-    typer.echo(json.dumps({"published": n, "meters": cfg.meters, "days": cfg.days,
+    options = dict(speed=speed, progress=lambda sent, acked: show(sent, acked, total),
+                   **_publisher_credentials(settings))
+    try:
+        if format_ == "wmbusmeters":
+            n = publish_readings(result.published(), settings.mqtt_url, **options)
+        else:
+            n = publish_messages(lorawan_messages(result, format_), settings.mqtt_url, **options)
+    except ValueError as exc:
+        typer.echo(f"simulate water: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps({"published": n, "meters": cfg.meters, "days": cfg.days, "format": format_,
                            "faults": len(result.faults)}))
 
 
@@ -459,6 +748,68 @@ def simulate_home(
     n = publish_messages(result.messages(), settings.mqtt_url, speed=speed,
                          progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
     typer.echo(json.dumps({"published": n, "homes": homes, "days": days, "anomalies": len(result.truths)}))
+
+
+@simulate_app.command("heating")
+def simulate_heating_cmd(
+    rooms: Annotated[int, typer.Option(min=1, help="Number of rooms (8 per building)")] = 24,
+    days: Annotated[int, typer.Option(min=1, help="Number of local days")] = 14,
+    start: Annotated[Optional[str], typer.Option(help="First local day, YYYY-MM-DD (default: the DAYS days "
+                                                 "ending yesterday)")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same buildings and weather)")] = 0,
+    fault: Annotated[list[str], typer.Option(help="window:ROOM:START,HOURS[,LOSS_FACTOR] | "
+                                             "stuck-valve:ROOM:START[,HOURS[,MAX_PCT]] | "
+                                             "schedule-ignored:ROOM:START[,HOURS] | "
+                                             "setpoint-high:ROOM:START[,HOURS[,DELTA_C]] | "
+                                             "battery:ROOM:AT[,DAYS[,TRV]] (ROOM = position 0…N-1 or id; "
+                                             "times local ISO 8601; repeatable)")] = [],
+    scenario: Annotated[Optional[str], typer.Option(help="'e2e': the end-to-end preset (one fault of each kind "
+                                                    "on distinct rooms, the others clean)")] = None,
+    speed: Annotated[Optional[float], typer.Option(help="Simulated seconds per wall second")] = None,
+    as_fast_as_possible: Annotated[bool, typer.Option("--as-fast-as-possible",
+                                                      help="Publish without pacing (the default)")] = False,
+    truth: Annotated[Optional[Path], typer.Option(help="Write the injected faults here (JSON)")] = None,
+    registry_out: Annotated[Optional[Path], typer.Option(help="Write the buildings' registry YAML (buildings:, "
+                                                         "rooms, TRVs, outdoor sensors) here")] = None,
+    load_registry: Annotated[bool, typer.Option(help="Also load that registry into the database before "
+                                                "publishing")] = True,
+) -> None:
+    """Publish simulated town-hall heating (rooms, radiators, TRVs, outdoor sensors) as
+    zigbee2mqtt messages over MQTT (QoS 1)."""
+    from vigie.simulators.heating import (HeatingSimConfig, e2e_scenario, parse_fault_spec, simulate_heating,
+                                          write_heating_registry)
+    from vigie.simulators.publish import publish_messages
+
+    if speed is not None and as_fast_as_possible:
+        raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
+    settings = _settings()
+    try:
+        first = _parse_day(start, "--start") if start else None
+        if scenario == "e2e":
+            cfg = e2e_scenario(seed, **({"start": first} if first else {}), rooms=rooms, days=days)
+        elif scenario is not None:
+            raise typer.BadParameter(f"unknown scenario {scenario!r} (known: e2e)", param_hint="--scenario")
+        else:
+            cfg = HeatingSimConfig(rooms=rooms, days=days, start=first, seed=seed,
+                                   faults=[parse_fault_spec(f) for f in fault])
+        result = simulate_heating(cfg)
+    except ValueError as exc:
+        typer.echo(f"simulate heating: {exc}", err=True)
+        raise typer.Exit(2)
+    if truth:
+        result.write_ground_truth(truth)
+    if registry_out:
+        write_heating_registry(result, registry_out, commune=settings.commune)
+        if load_registry:
+            registry_load(registry_out)
+    total = len(result)
+    typer.echo(f"publishing {total} zigbee2mqtt messages of {len(result.plan.rooms)} rooms "
+               f"({result.plan.n_trv} TRVs) over {cfg.days} days to {settings.mqtt_url}", err=True)
+    show = _progress("simulate heating")
+    n = publish_messages(result.messages(), settings.mqtt_url, speed=speed,
+                         progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
+    typer.echo(json.dumps({"published": n, "rooms": len(result.plan.rooms), "trvs": result.plan.n_trv,
+                           "buildings": len(result.plan.buildings), "days": cfg.days, "faults": len(result.truths)}))
 
 
 @replay_app.command("daiad")
@@ -550,6 +901,88 @@ def replay_ordonez_cmd(
                            "start": replay.start.isoformat(), "end": replay.end.isoformat()}))
 
 
+@replay_app.command("ou44")
+def replay_ou44_cmd(
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="The OU44 data set's directory (df_*.csv, "
+                                             "areas.txt, radiators.txt…); read in place, never copied")],
+    speed: Annotated[Optional[float], typer.Option(help="Simulated seconds per wall second")] = None,
+    as_fast_as_possible: Annotated[bool, typer.Option("--as-fast-as-possible",
+                                                      help="Publish without pacing (the default)")] = False,
+    registry_out: Annotated[Optional[Path], typer.Option(help="Write the building's registry YAML "
+                                                         "(buildings: rooms, devices) here")] = None,
+    register: Annotated[bool, typer.Option(help="Load the building into the registry before publishing")] = True,
+    base_topic: Annotated[Optional[str], typer.Option(help="zigbee2mqtt base topic of the heating bridge (default: "
+                                                      "that of the first zigbee2mqtt_heating filter of "
+                                                      "VIGIE_HEATING_TOPICS)")] = None,
+    refresh_s: Annotated[int, typer.Option(help="A device reports on change and at least this often, s "
+                                           "(whole minutes)")] = 1800,
+    occupancy: Annotated[str, typer.Option(help="Room sensor occupancy from: pir, camera (head count > 0) "
+                                           "or either")] = "pir",
+    valve_scale: Annotated[Optional[list[str]], typer.Option(help="ROOM=byte|percent, for a valve column "
+                                                             "whose values cannot tell (repeatable)")] = None,
+) -> None:
+    """Publish the OU44 heating data set (2 rooms, 1-minute, 2017, UTC) as zigbee2mqtt messages of a
+    TRV and a room sensor per room and an outdoor sensor, each on change and every --refresh-s;
+    returns once the broker has acknowledged all of them."""
+    import tempfile
+
+    from vigie.broker_auth import topic_prefixes
+    from vigie.registry import RegistryError, load_registry_file
+    from vigie.simulators.ou44 import ValveScale, load_ou44
+    from vigie.simulators.publish import PublishError, publish_messages
+    from vigie.simulators.replay_ou44 import BASE_TOPIC, Occupancy, plan_replay, write_registry
+
+    if speed is not None and as_fast_as_possible:
+        raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
+    settings = _settings()
+    try:
+        if occupancy not in {str(o) for o in Occupancy}:
+            raise ValueError(f"--occupancy {occupancy!r}: expected one of {', '.join(Occupancy)}")
+        scales = {}
+        for item in valve_scale or []:
+            room, _, scale = item.partition("=")
+            if scale not in {str(v) for v in ValveScale}:
+                raise ValueError(f"--valve-scale {item!r}: expected ROOM=byte or ROOM=percent")
+            scales[room] = ValveScale(scale)
+        if base_topic is None:
+            filters = [(f, d) for f, d in settings.heating_topic_decoders() if d == "zigbee2mqtt_heating"]
+            base_topic = topic_prefixes(filters[:1], "VIGIE_HEATING_TOPICS")[0] if filters else BASE_TOPIC
+        data = load_ou44(data_dir, scales)
+        replay = plan_replay(data, base_topic=base_topic, refresh_s=refresh_s, occupancy=Occupancy(occupancy))
+    except (ValueError, OSError) as exc:   # BrokerAuthError is a ValueError
+        typer.echo(f"replay ou44: {exc}", err=True)
+        raise typer.Exit(2)
+    if registry_out:
+        write_registry(replay, data, registry_out)
+    if register:
+        ctx = _context(ensure_influx=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = registry_out or Path(tmp) / "ou44.yaml"
+            if not registry_out:
+                write_registry(replay, data, path)
+            try:
+                with ctx.sessions() as s:
+                    load_registry_file(s, path, default_commune=settings.commune)
+            except RegistryError as exc:
+                typer.echo(f"replay ou44: {exc}", err=True)
+                raise typer.Exit(2)
+    total = len(replay.messages)
+    typer.echo(f"publishing {total} zigbee2mqtt messages of building ou44, {replay.start:%Y-%m-%d %H:%M}.."
+               f"{replay.end:%Y-%m-%d %H:%M} UTC, to {settings.mqtt_url}", err=True)
+    show = _progress("replay ou44")
+    try:
+        n = publish_messages(replay.messages, settings.mqtt_url, speed=speed,
+                             progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
+    except PublishError as exc:
+        typer.echo(f"replay ou44: {exc}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps({"published": n, "building": "ou44", "base_topic": base_topic, "devices": replay.reports,
+                           "changes": replay.changes,
+                           "valve_scales": {r.room: str(r.valve_scale) for r in data.room_info},
+                           "occupancy": str(replay.occupancy), "refresh_s": replay.refresh_s,
+                           "start": replay.start.isoformat(), "end": replay.end.isoformat()}))
+
+
 
 @app.command("export-person")
 def export_person_cmd(
@@ -627,13 +1060,15 @@ def _history_grant(household_id: str, person_id: str, granted: bool) -> None:
 
 
 @registry_app.command("grant-history")
-def registry_grant_history(household_id: str, person_id: str) -> None:
+def registry_grant_history(household_id: Annotated[str, typer.Argument(help="The household's id in the registry")],
+                           person_id: Annotated[str, typer.Argument(help="The caregiver's person id")]) -> None:
     """Let caregiver PERSON_ID read the consumption history of HOUSEHOLD_ID through the API."""
     _history_grant(household_id, person_id, True)
 
 
 @registry_app.command("revoke-history")
-def registry_revoke_history(household_id: str, person_id: str) -> None:
+def registry_revoke_history(household_id: Annotated[str, typer.Argument(help="The household's id in the registry")],
+                            person_id: Annotated[str, typer.Argument(help="The caregiver's person id")]) -> None:
     """Stop caregiver PERSON_ID reading the consumption history of HOUSEHOLD_ID."""
     _history_grant(household_id, person_id, False)
 
@@ -689,7 +1124,7 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json", help="One JSON obj
 
 @keys_app.command("rotate")
 def keys_rotate(
-    key_id: str,
+    key_id: Annotated[str, typer.Argument(help="Id of the key to replace (`vigie keys list`)")],
     grace_hours: Annotated[float, typer.Option(min=0, help="Keep the old key valid this long")] = 0.0,
 ) -> None:
     """Replace KEY_ID by a new key for the same principal; print the new token (shown once)."""
@@ -713,7 +1148,7 @@ def keys_rotate(
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str) -> None:
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="Id of the key to revoke (`vigie keys list`)")]) -> None:
     """Revoke KEY_ID now: the API refuses it from the next request on."""
     from vigie.auth import UnknownKeyError, revoke_key
 
@@ -787,6 +1222,30 @@ def db_current() -> None:
         return
     typer.echo(f"{current or 'none (empty, or created before migrations)'}; head is {newest}")
     raise typer.Exit(1)
+
+
+@influx_app.command("setup")
+def influx_setup() -> None:
+    """Create the InfluxDB database (VIGIE_INFLUX_DATABASE) and its retention policies, or bring
+    their durations in step with the settings, then exit. Run it with an admin's
+    VIGIE_INFLUX_USERNAME/VIGIE_INFLUX_PASSWORD; the service account then needs only ``GRANT ALL``
+    on the database, as its start changes nothing that is in step (docs/security.md, "InfluxDB").
+    Prints the policies (name and duration as InfluxDB shows it); exit code 3 when InfluxDB refuses
+    or cannot be reached."""
+    from vigie.store import InfluxStore, StoreError
+
+    settings = _settings()
+    _setup_logging()
+    store = InfluxStore.from_settings(settings)
+    try:
+        store.ensure_database(settings.influx_retention_duration)
+        policies = store.retention_policies()
+    except StoreError as exc:
+        typer.echo(f"InfluxDB error (VIGIE_INFLUX_URL={settings.influx_url}): {exc}", err=True)
+        raise typer.Exit(3)
+    finally:
+        store.close()
+    typer.echo(json.dumps({"database": settings.influx_database, "retention_policies": policies}))
 
 
 if __name__ == "__main__":
