@@ -73,6 +73,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from vigie.heating_registry import parse_closure
 from vigie.records import HeatingDeviceKind, HeatingReading
 from vigie.simulators.home import Z2mMessage
 from vigie.timewindows import parse_windows
@@ -267,15 +268,9 @@ class HeatingSimConfig:
 
 
 def _closure_days(text: str) -> list[date]:
-    """``YYYY-MM-DD`` or ``YYYY-MM-DD..YYYY-MM-DD`` (inclusive) → the local dates."""
-    first, sep, last = str(text).partition("..")
-    try:
-        a = date.fromisoformat(first.strip())
-        b = date.fromisoformat(last.strip()) if sep else a
-    except ValueError:
-        raise ValueError(f"closure {text!r}: expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
-    if b < a:
-        raise ValueError(f"closure {text!r}: range ends before it starts")
+    """A registry closure (``YYYY-MM-DD`` or ``YYYY-MM-DD..YYYY-MM-DD``, inclusive) → its local dates.
+    Raises ``ValueError`` for a malformed one."""
+    a, b = parse_closure(text)
     return [a + timedelta(days=i) for i in range((b - a).days + 1)]
 
 

@@ -494,6 +494,20 @@ def _temperature(value: Any, what: str, where: str) -> float | None:
     return float(value)
 
 
+def parse_closure(text: str) -> tuple[date, date]:
+    """A closure ``YYYY-MM-DD`` or ``YYYY-MM-DD..YYYY-MM-DD`` → its inclusive (first, last) local
+    dates. Raises ``ValueError`` quoting the text."""
+    first, sep, last = str(text).partition("..")
+    try:
+        a = date.fromisoformat(first.strip())
+        b = date.fromisoformat(last.strip()) if sep else a
+    except ValueError:
+        raise ValueError(f"closure {text!r} is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
+    if b < a:
+        raise ValueError(f"closure {text!r} ends before it starts")
+    return a, b
+
+
 def _closures(value: Any, where: str) -> tuple[tuple[date, date], ...]:
     """``["2026-12-24..2027-01-01", "2026-08-15", …]`` → inclusive (first, last) local dates."""
     if value is None:
@@ -505,15 +519,10 @@ def _closures(value: Any, where: str) -> tuple[tuple[date, date], ...]:
         if isinstance(item, date) and not isinstance(item, datetime):
             out.append((item, item))
             continue
-        first, sep, last = str(item).partition("..")
         try:
-            a = date.fromisoformat(first.strip())
-            b = date.fromisoformat(last.strip()) if sep else a
-        except ValueError:
-            raise RegistryError(f"{where}: closure {item!r} is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
-        if b < a:
-            raise RegistryError(f"{where}: closure {item!r} ends before it starts")
-        out.append((a, b))
+            out.append(parse_closure(item))
+        except ValueError as exc:
+            raise RegistryError(f"{where}: {exc}") from None
     return tuple(out)
 
 
