@@ -465,7 +465,9 @@ _DIGEST_TEXT = {
         "open": "Toujours ouverts ({n}) :",
         "more": "… et {n} autre(s) (liste complète : API /findings).",
         "period": "du {start} au {end}",
-        "todo": "Chaque constat peut être pris en charge dans l'API (POST /findings/{{id}}/ack) ; il se "
+        "since": "depuis le {start}",
+        "no": "n°",
+        "todo": "Chaque constat peut être pris en charge dans l'API (POST /findings/<n°>/ack) ; il se "
                 "ferme de lui-même quand l'analyse ne le voit plus.",
         "signature": "— Vigie, digest n° {digest_id}",
         "kind": {
@@ -487,7 +489,9 @@ _DIGEST_TEXT = {
         "open": "Still open ({n}):",
         "more": "… and {n} more (full list: API /findings).",
         "period": "from {start} to {end}",
-        "todo": "Each finding can be taken in hand through the API (POST /findings/{{id}}/ack); it closes "
+        "since": "since {start}",
+        "no": "no.",
+        "todo": "Each finding can be taken in hand through the API (POST /findings/<no.>/ack); it closes "
                 "by itself once the analysis no longer sees it.",
         "signature": "— Vigie, digest no. {digest_id}",
         "kind": {
@@ -502,30 +506,59 @@ _DIGEST_TEXT = {
         },
     },
 }
-#: Evidence keys are suffixed with their unit; the digest shows a value with its unit.
-_UNITS = (("_pct", " %"), ("_c", " °C"), ("_kwh", " kWh"), ("_h", " h"), ("_s", " s"), ("_w", " W"))
+#: The evidence figures a digest shows, in this order, with their label per language and unit;
+#: other evidence (times, thresholds, reasons) stays in the API's ``evidence``.
+_EVIDENCE = (
+    ("duration_h", {"fr": "durée", "en": "duration"}, " h"),
+    ("valve_pct", {"fr": "vanne", "en": "valve"}, " %"),
+    ("temperature_c", {"fr": "température", "en": "temperature"}, " °C"),
+    ("setpoint_c", {"fr": "consigne", "en": "setpoint"}, " °C"),
+    ("comfort_c", {"fr": "confort", "en": "comfort"}, " °C"),
+    ("setback_c", {"fr": "réduit", "en": "set-back"}, " °C"),
+    ("gap_c", {"fr": "écart", "en": "gap"}, " °C"),
+    ("outdoor_c", {"fr": "extérieur", "en": "outdoor"}, " °C"),
+    ("wasted_kwh", {"fr": "gaspillage estimé", "en": "estimated waste"}, " kWh"),
+    ("kwh_per_hdd", {"fr": "kWh par DJU", "en": "kWh per degree-day"}, ""),
+    ("reference_kwh_per_hdd", {"fr": "semaines précédentes", "en": "previous weeks"}, ""),
+    ("silent_for_s", {"fr": "muet depuis", "en": "silent for"}, None),
+    ("battery_pct", {"fr": "pile", "en": "battery"}, " %"),
+    ("offset_s", {"fr": "décalage", "en": "offset"}, None),
+)
 DIGEST_MAX_LISTED = 50
+
+
+def _duration(seconds: float, lang: str) -> str:
+    s = abs(seconds)
+    value, unit = (s / 86400, " j" if lang == "fr" else " d") if s >= 86400 else (
+        (s / 3600, " h") if s >= 3600 else (s / 60, " min"))
+    return ("-" if seconds < 0 else "") + format_number(value, 1, lang) + unit
 
 
 def _evidence_text(evidence: dict, lang: str, limit: int = 4) -> str:
     parts = []
-    for key, value in list(evidence.items())[:limit]:
+    for key, labels, unit in _EVIDENCE:
+        value = evidence.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            parts.append(f"{key} {value}")
             continue
-        unit = next((u for suffix, u in _UNITS if key.endswith(suffix)), "")
-        name = key[: -len(next(s for s, u in _UNITS if u == unit))] if unit else key
-        parts.append(f"{name.replace('_', ' ')} {format_number(float(value), 1, lang)}{unit}")
+        text = _duration(float(value), lang) if unit is None else format_number(float(value), 1, lang) + unit
+        parts.append(f"{labels[lang]} {text}")
+        if len(parts) == limit:
+            break
     return "; ".join(parts)
+
+
+def _digest_moment(moment: datetime, tz: str) -> str:
+    return moment.astimezone(ZoneInfo(tz)).strftime("%d/%m/%Y %H:%M")
 
 
 def _finding_line(row, lang: str, tz: str) -> str:
     t = _DIGEST_TEXT[lang]
     kind = t["kind"].get(row.kind, row.kind.replace("_", " "))
     where = row.label or row.subject
-    period = t["period"].format(start=_local_moment(row.start, lang, tz), end=_local_moment(row.end, lang, tz))
+    start, end = _digest_moment(row.start, tz), _digest_moment(row.end, tz)
+    period = t["since"].format(start=start) if start == end else t["period"].format(start=start, end=end)
     evidence = _evidence_text(row.evidence or {}, lang)
-    return f"- #{row.id} {where} — {kind}, {period}" + (f" ({evidence})" if evidence else "")
+    return f"- {t['no']} {row.id} {where} — {kind}, {period}" + (f" ({evidence})" if evidence else "")
 
 
 def render_digest(digest, new: list, still_open: list, lang: str, tz: str) -> Message:

@@ -292,6 +292,8 @@ def create_app(ctx: AppContext, ingestor=None) -> FastAPI:
                         week_start: Annotated[date | None, Query(description="Only the week starting on this "
                                                                  "Monday")] = None) -> list[HeatingReportOut]:
         """A building's weekly heating reports, newest first (made every Monday for the week before)."""
+        if week_start is not None and week_start.weekday() != 0:
+            raise HTTPException(422, f"week_start {week_start} is not a Monday (reports cover Monday to Sunday)")
         return [HeatingReportOut(building_id=r.building_id, week_start=r.week_start, created_at=r.created_at,
                                  report=r.body) for r in acc.heating_reports(building_id, week_start)]
 

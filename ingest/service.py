@@ -427,9 +427,10 @@ class Ingestor:
         ``HeatingReading`` → ``heating`` points; ``MeterReading`` → ``water_reading`` points of
         registered meters (:meth:`_registered`). No topic ↔ payload check by meter id here: the
         topic names the radio (DevEUI, device id), which the decoder checks against the payload,
-        and the meter is the one the registry binds to that radio. Reasons name DevEUIs and
-        building device names, not people: they are logged."""
-        decoded = self._decode_bound(msg, decoder, log_reason=True)
+        and the meter is the one the registry binds to that radio. Reasons may quote a friendly
+        name, which staff may have written with a person's name in it ("bureau de Mme X"): only the
+        kind is logged, the reason is in the dead-letter file."""
+        decoded = self._decode_bound(msg, decoder, log_reason=False)
         if decoded is None or isinstance(decoded, _Outcome):
             return decoded
         if not decoded:

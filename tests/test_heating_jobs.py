@@ -105,8 +105,8 @@ def test_daily_job_records_findings_and_mails_one_digest(world, smtp_server):
     [mail] = smtp_server.to("agent@mairie.example")
     body = mail.get_body().get_content()
     assert mail["Subject"] == "Vigie — 2 nouveau(x) constat(s) pour les services techniques (exemple)"
-    for expected in ("Mairie — Salle A — chauffage fenêtre ouverte", "10:00", "12:00",
-                     "Mairie — Salle A — trv-a — pile faible", "battery 10,0 %"):
+    for expected in ("Mairie — Salle A — chauffage fenêtre ouverte", "10:00 au", "12:00",
+                     "Mairie — Salle A — trv-a — pile faible", "pile 10,0 %"):
         assert expected in body, expected
     assert "Salle B" not in body
 

@@ -38,7 +38,7 @@ def window(room: str = "r-conseil", commune: str = "exemple", hours: float = 2.0
 
 def silent(device: str, commune: str = "exemple") -> StaffFinding:
     return StaffFinding(commune=commune, family="heating", kind="silent", subject=f"heating:{device}",
-                        start=T0 - timedelta(days=2), end=T0, evidence={"silent_h": 48.0}, device_id=device,
+                        start=T0 - timedelta(days=2), end=T0, evidence={"silent_for_s": 172800.0}, device_id=device,
                         label=f"TRV {device}")
 
 
@@ -153,10 +153,11 @@ def test_the_digest_email_lists_new_and_open_findings_in_local_time(sm, smtp_ser
     assert first["Subject"] == "Vigie — 1 nouveau(x) constat(s) pour les services techniques (exemple)"
     body = first.get_body().get_content()
     # 2026-01-12 11:00 UTC is 12:00 in Paris (CET)
-    for expected in ("Nouveaux constats (1)", "Mairie — r-conseil", "chauffage fenêtre ouverte",
-                     "12:00", "valve 64,0 %", "temperature 17,2 °C", "wasted 3,1 kWh"):
+    for expected in ("Nouveaux constats (1)", "Mairie — r-conseil — chauffage fenêtre ouverte, du 12/01/2026 12:00 au "
+                     "12/01/2026 14:00", "vanne 64,0 %", "température 17,2 °C", "gaspillage estimé 3,1 kWh",
+                     "POST /findings/<n°>/ack"):
         assert expected in body, expected
     assert "Toujours ouverts" not in body
     body = second.get_body().get_content()
-    assert "Nouveaux constats (1)" in body and "TRV trv-0009 — appareil muet" in body
+    assert "Nouveaux constats (1)" in body and "TRV trv-0009 — appareil muet" in body and "muet depuis 2,0 j" in body
     assert "Toujours ouverts (1)" in body and "chauffage fenêtre ouverte" in body

@@ -163,6 +163,8 @@ class RegistryRow:
 
 
 ROLES = ("resident", "caregiver")
+#: The sections of a YAML registry file (households and their sensors, staff, town-hall heating).
+TOP_LEVEL_KEYS = ("households", "staff", "buildings", "lorawan")
 
 
 class RegistryError(ValueError):
@@ -176,6 +178,11 @@ def _rows_from_yaml(path: Path) -> list[RegistryRow]:
         raise RegistryError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("households", []), list):
         raise RegistryError(f"{path}: expected a mapping with a 'households' list")
+    unknown = sorted(str(k) for k in data if k not in TOP_LEVEL_KEYS)
+    if unknown:
+        # A misspelt section would otherwise load nothing and say nothing.
+        raise RegistryError(f"{path}: unknown top-level key(s) {', '.join(map(repr, unknown))}; expected "
+                            f"{', '.join(TOP_LEVEL_KEYS)}")
     rows: list[RegistryRow] = []
     for i, hh in enumerate(data.get("households") or []):
         if not isinstance(hh, dict) or not hh.get("id"):
