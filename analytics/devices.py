@@ -17,7 +17,14 @@ Kinds (:class:`DeviceHealthKind`), each judged on a device's latest state:
   device's ``battery_low``. ``since`` = the first report of the current low state (after the last
   report above the threshold).
 - ``clock_drift``: the latest ``device_clock`` offset (device time − reception time) with
-  ``|offset_s| ≥ settings.device_clock_drift_s``; ``since`` = first offset of the current drift.
+  ``|offset_s| ≥ settings.device_clock_drift_s``, and offsets that have stayed so for at least
+  ``settings.device_clock_min_span_s`` of reception time: the current drift's first and latest
+  ``device_clock`` points are that far apart or more. A backlog (a gateway back online, a replay,
+  ``vigie simulate heating``) delivers hours of old records within seconds, each far behind its
+  reception: one drifting point or a burst of them, over no reception time, is not a clock; a
+  drifting clock keeps its offset message after message (:mod:`vigie.ingest.clock` writes a point
+  per device at least each hour while the offset is steady). ``since`` = first offset of the
+  current drift.
 
 The home detectors' ``sensor_silent`` event (:mod:`vigie.analytics.homes`) is a different check
 for a different reader: it learns each sensor's normal gap from its own history (99th percentile
@@ -100,17 +107,21 @@ class DeviceHealthParams:
     water_interval_s: float = 3600.0  # a water meter's expected interval (the registry has none)
     battery_pct: float = 20.0         # low battery at or below this, %
     clock_drift_s: float = 300.0      # drifting when |device time − reception time| ≥ this, s
+    clock_min_span_s: float = 3600.0  # … over at least this much reception time, s (a backlog: none)
 
     def __post_init__(self) -> None:
         if not self.silent_factor > 0 or not self.water_interval_s > 0 or not self.clock_drift_s > 0:
             raise ValueError("silent_factor, water_interval_s and clock_drift_s must be > 0")
+        if not self.clock_min_span_s >= 0:
+            raise ValueError(f"clock_min_span_s must be ≥ 0, got {self.clock_min_span_s}")
         if not 0 <= self.battery_pct <= 100:
             raise ValueError(f"battery_pct must be within 0..100, got {self.battery_pct}")
 
     @classmethod
     def from_settings(cls, settings) -> "DeviceHealthParams":
         return cls(silent_factor=settings.device_silent_factor, water_interval_s=settings.device_water_interval_s,
-                   battery_pct=settings.device_battery_pct, clock_drift_s=settings.device_clock_drift_s)
+                   battery_pct=settings.device_battery_pct, clock_drift_s=settings.device_clock_drift_s,
+                   clock_min_span_s=settings.device_clock_min_span_s)
 
 
 # --- where each family's messages are stored ------------------------------------------------
@@ -301,8 +312,8 @@ def assess(inventory: pd.DataFrame, state: DeviceState, now: datetime, params: D
     """The problems of every registered device, vectorized: one row per (device, kind) found.
 
     Columns: the inventory's, ``kind`` (str), ``since`` (datetime64 UTC; NaT where it is still to
-    be dated from InfluxDB: low battery, clock drift — :func:`date_states` — or for a device never
-    seen), ``interval_s``, ``threshold_s``, the state's columns, ``offset_s``, ``offset_s_at``.
+    be dated from InfluxDB: low battery, clock drift — :func:`date_states`, which also drops the
+    drifts too brief to be a clock's — or for a device never seen), ``interval_s``, ``threshold_s``, the state's columns, ``offset_s``, ``offset_s_at``.
     Devices stored but not registered are left out. Silence is compared in whole milliseconds: a
     device silent exactly ``threshold_s`` is not silent yet.
     """
@@ -334,7 +345,9 @@ def date_states(store: InfluxStore, found: pd.DataFrame, params: DeviceHealthPar
                 srcs: tuple[Source, ...] | None = None) -> pd.DataFrame:
     """``found`` with ``since`` set for its low-battery and clock-drift rows: the start of the
     current state, from each flagged device's history (a low-battery device flagged both by its
-    percentage and by its own flag: the earlier start)."""
+    percentage and by its own flag: the earlier start). Clock-drift rows whose drift has lasted
+    less than ``params.clock_min_span_s`` of reception time (``offset_s_at`` − ``since``: a
+    backlog's burst) are dropped: candidates only until dated."""
     found = found.copy()
     low = found["kind"] == str(DeviceHealthKind.LOW_BATTERY)
     for src in srcs or sources():
@@ -356,6 +369,11 @@ def date_states(store: InfluxStore, found: pd.DataFrame, params: DeviceHealthPar
         found.loc[drift.index, "since"] = condition_since(store, DEVICE_CLOCK, ["family", "device"],
                                                           drift[["family", "device"]], clock_condition(params))
     found["since"] = pd.to_datetime(found["since"], utc=True)
+    if not drift.empty:
+        # Whole milliseconds, like silence: a drift lasting exactly the span drifts.
+        span_ms = (found["offset_s_at"] - found["since"]).dt.total_seconds().mul(1000).round()
+        brief = (found["kind"] == str(DeviceHealthKind.CLOCK_DRIFT)) & ~(span_ms >= params.clock_min_span_s * 1000)
+        found = found[~brief].reset_index(drop=True)
     return found
 
 

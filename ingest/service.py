@@ -193,6 +193,11 @@ class Ingestor:
         if settings.ingest_workers > 1:
             from vigie.ingest.workers import WorkerPool
 
+            if settings.mqtt_protocol_version == "3.1.1":
+                raise ValueError(f"VIGIE_INGEST_WORKERS={settings.ingest_workers} needs MQTT 5 shared "
+                                 "subscriptions, and the broker is spoken to in MQTT 3.1.1 (VIGIE_MQTT_PROTOCOL): "
+                                 "set VIGIE_INGEST_WORKERS=1, or VIGIE_MQTT_PROTOCOL=5 with a broker that speaks it")
+
             self._pool = WorkerPool(settings, accept_unknown=accept_unknown, max_backoff_s=max_backoff_s)
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -538,4 +543,3 @@ def _unshared(topic_filter: str) -> str:
         parts = topic_filter.split("/", 2)
         return parts[2] if len(parts) == 3 else topic_filter
     return topic_filter
-

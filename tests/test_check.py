@@ -211,3 +211,20 @@ def test_misspelt_variables_are_reported_and_unknown_checks_refused(tmp_path, ba
     done = subprocess.run([sys.executable, "-m", "vigie.cli", "check", "--only", "brokr"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown check(s) brokr" in done.stderr
+
+
+def test_a_local_outbox_is_checked_for_a_writable_directory(tmp_path):
+    """``VIGIE_SMTP_URL=outbox:///DIR`` (vigie.alerts.outbox) is no SMTP server: its directory must
+    be writable, or creatable in a writable parent; the check creates nothing."""
+    (tmp_path / "here").mkdir()
+    (tmp_path / "a-file").write_text("")
+    for url, status, words in ((f"outbox://{tmp_path / 'here'}", "ok", "writable; e-mails are written there"),
+                               (f"outbox://{tmp_path / 'new' / 'sub'}?x=1", "ok", "created on the first e-mail"),
+                               (f"outbox://{tmp_path / 'a-file' / 'sub'}", "fail", "a-file is not a directory")):
+        rc, report = run_check(tmp_path, {"VIGIE_SMTP_URL": url}, "--only", "smtp")
+        smtp = by_name(report)["smtp"]
+        assert smtp["status"] == status and words in smtp["detail"], (url, smtp)
+        assert rc == (0 if status == "ok" else 1)
+        if status == "fail":
+            assert "outbox:///ABSOLUTE/DIR" in smtp["fix"] and "not an e-mail URL" not in smtp["detail"]
+    assert not (tmp_path / "new").exists()

@@ -42,6 +42,16 @@ def test_each_bad_value_gets_its_setting_source_and_fix(monkeypatch, tmp_path):
     assert all("docs/configuration.md" in p.fix for p in found.values())
 
 
+def test_a_heating_step_must_divide_the_hour(monkeypatch, tmp_path):
+    # Accepted by its range (1..60) but not by the heating grid: refused at start, not at 06:30.
+    [p] = problems(monkeypatch, tmp_path, VIGIE_HEATING_STEP_MIN="7").values()
+    assert p.setting == "VIGIE_HEATING_STEP_MIN" and p.value == "7" and p.source == "environment"
+    assert p.fix.startswith("set VIGIE_HEATING_STEP_MIN to a whole divisor of 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, "
+                            "30, 60)")
+    monkeypatch.setenv("VIGIE_HEATING_STEP_MIN", "20")
+    assert Settings().heating_step_min == 20
+
+
 def test_a_secret_is_never_shown(monkeypatch, tmp_path):
     from vigie.config_errors import SettingProblem, _from_pydantic
 

@@ -1,6 +1,6 @@
 """Device health (vigie.analytics.devices) on a real influxd and a SQLite registry: each family
-(water meters, home sensors, heating devices), each kind (silent, low battery, clock drift),
-devices never seen, the thresholds' boundaries, the dating of each state, and ``vigie devices``
+(water meters, home sensors, heating devices), each kind (silent, low battery, clock drift; a
+backlog's burst of drifting offsets is no drift), devices never seen, the thresholds' boundaries, the dating of each state, and ``vigie devices``
 (JSON shape, flags, no personal data)."""
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ households:
       - {{id: m-alarm}}
       - {{id: m-flap}}
       - {{id: m-recovered}}
+      - {{id: m-burst}}
     residents:
       - {{id: p-0001, name: Alice Exemple, email: alice@example.org, phone: "+33600000000"}}
     caregivers:
@@ -134,6 +135,7 @@ def world(tmp_path, influx_store):
         meter("m-flap", 10800, battery=15), meter("m-flap", 7200, battery=30), meter("m-flap", 3600, battery=19),
         meter("m-flap", 60, battery=17),
         meter("m-recovered", 3600, battery=10), meter("m-recovered", 60, battery=95),
+        meter("m-burst", 60),
         meter("m-ghost", 10 * 86400),          # stored but not registered: not reported
     ])
     events = [sensor("s-ok", SensorKind.MOTION, t, battery=90) for t in (600, 1800, 3600)]
@@ -163,10 +165,14 @@ def world(tmp_path, influx_store):
         heating("out-mairie", 600, temperature_c=4.5),
     ])
     influx_store.write_lines([
-        clock("heating", "trv-ok", 60, 300),                       # at the threshold
-        clock("water", "m-ok", 3600, 299.9),                       # below the threshold
-        clock("water", "m-edge", 7200, 10), clock("water", "m-edge", 3600, -300),   # at it, negative
+        # at the threshold, for exactly the minimum span (3600 s of reception time)
+        clock("heating", "trv-ok", 3660, 300), clock("heating", "trv-ok", 60, 300),
+        clock("water", "m-ok", 7200, 299.9), clock("water", "m-ok", 60, 299.9),   # below the threshold
+        clock("water", "m-edge", 10800, 10), clock("water", "m-edge", 7200, -300),  # at it, negative
         clock("water", "m-edge", 60, -400),
+        # a backlog: old records received within seconds, each far behind reception: not a clock
+        clock("water", "m-burst", 63, -80000), clock("water", "m-burst", 62, -40000),
+        clock("water", "m-burst", 61, -3000), clock("water", "m-burst", 60, -400),
         clock("home", "s-ok", 7200, 1000), clock("home", "s-ok", 60, 20),          # drifted, corrected
         clock("water", "m-ghost", 60, 5000),                       # not registered
     ])
@@ -209,9 +215,10 @@ def test_since_dates_each_state(world):
     assert got[("home", "s-offline", "silent")] == at(7200)
     assert got[("heating", "trv-silent", "silent")] == at(3 * TRV_INTERVAL_S + 1)
     # low battery and clock drift: the first report of the current state
-    for key in [k for k in EXPECTED if k[2] == "low_battery"] + [("water", "m-edge", "clock_drift")]:
+    for key in [k for k in EXPECTED if k[2] == "low_battery"]:
         assert got[key] == at(3600), key      # m-flap: the second fall, not its first low report
-    assert got[("heating", "trv-ok", "clock_drift")] == at(60)
+    assert got[("water", "m-edge", "clock_drift")] == at(7200)
+    assert got[("heating", "trv-ok", "clock_drift")] == at(3660)
 
 
 def test_never_seen_devices(world):
@@ -259,7 +266,17 @@ def test_threshold_boundaries(world):
     tighter = set(by_key(device_health(store, sessions, NOW, DeviceHealthParams(clock_drift_s=299.9))))
     assert tighter - base == {("water", "m-ok", "clock_drift")}
     looser = set(by_key(device_health(store, sessions, NOW, DeviceHealthParams(clock_drift_s=300.1))))
-    assert base - looser == {("heating", "trv-ok", "clock_drift")}     # exactly 300 s drifts
+    # exactly 300 s drifts; past 300.1 s, m-edge has one point (-400 s): a drift of 0 s, under the span
+    assert base - looser == {("heating", "trv-ok", "clock_drift"), ("water", "m-edge", "clock_drift")}
+    # the span: a drift of exactly 3600 s of reception time (trv-ok) counts; a longer minimum drops it
+    shorter = set(by_key(device_health(store, sessions, NOW, DeviceHealthParams(clock_min_span_s=3599.5))))
+    assert shorter == base
+    longer = set(by_key(device_health(store, sessions, NOW, DeviceHealthParams(clock_min_span_s=3600.5))))
+    assert base - longer == {("heating", "trv-ok", "clock_drift")}
+    # without a span (the former rule) the backlog's burst of 3 s would read as a drift
+    burst = set(by_key(device_health(store, sessions, NOW, DeviceHealthParams(clock_min_span_s=3))))
+    assert burst - base == {("water", "m-burst", "clock_drift")}
+    assert set(by_key(device_health(store, sessions, NOW, DeviceHealthParams(clock_min_span_s=3.5)))) == base
     # the water interval is a setting: doubled, the silent meter is not silent any more
     slow = set(by_key(device_health(store, sessions, NOW, DeviceHealthParams(water_interval_s=7200))))
     assert base - slow == {("water", "m-silent", "silent")}

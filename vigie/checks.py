@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from vigie.logs import redact
 
@@ -572,12 +572,17 @@ def _check_embedded_store(settings) -> Check:
 # --- SMTP --------------------------------------------------------------------------------------
 def check_smtp(settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> Check:
     """The SMTP server of ``VIGIE_SMTP_URL``: connect, EHLO, TLS as configured, LOGIN if the URL has
-    credentials, QUIT (no MAIL, nothing sent)."""
+    credentials, QUIT (no MAIL, nothing sent). A local outbox (``outbox:///DIR``,
+    :mod:`vigie.alerts.outbox`): :func:`check_outbox`."""
     import apprise
 
     if not settings.smtp_url:
         return Check("smtp", Status.SKIP, "VIGIE_SMTP_URL not set: no e-mail is sent")
     from vigie.alerts.delivery import mask
+    from vigie.alerts.outbox import SCHEME
+
+    if settings.smtp_url.split(":", 1)[0].lower() == SCHEME:
+        return check_outbox(settings.smtp_url)
 
     shown = redact(settings.smtp_url).split("?", 1)[0]
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
@@ -622,6 +627,31 @@ def check_smtp(settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> Check:
         return Check("smtp", Status.FAIL, f"{where}: {redact(str(exc))[:200] or type(exc).__name__}",
                      "check the host and port of VIGIE_SMTP_URL and that the server runs")
     return Check("smtp", Status.OK, f"{where}: answers; nothing sent")
+
+
+def check_outbox(url: str) -> Check:
+    """A local outbox URL (``outbox:///ABSOLUTE/DIR``): its directory is writable, or can be made
+    (its nearest existing parent is a writable directory: the outbox creates it on the first
+    e-mail). Nothing is created or written here. Permissions are as ``os.access`` sees them (root
+    passes them all)."""
+    fix = ("VIGIE_SMTP_URL=outbox:///ABSOLUTE/DIR naming a directory the service's user can write "
+           "(mkdir -p DIR, then chown it to that user)")
+    parts = urlsplit(url)
+    # Apprise reads the first path segment as a host (outbox://tmp/x is /tmp/x): put it back.
+    path = unquote(parts.netloc + parts.path).lstrip("/")
+    if not path:
+        return Check("smtp", Status.FAIL, f"VIGIE_SMTP_URL={url.split('?', 1)[0]}: names no directory", fix)
+    directory = Path("/" + path)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return Check("smtp", Status.FAIL, f"outbox {directory}: {existing} is not a directory", fix)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return Check("smtp", Status.FAIL, f"outbox {directory}: {existing} is not writable", fix)
+    made = "" if existing == directory else f" (created on the first e-mail, in {existing})"
+    return Check("smtp", Status.OK, f"outbox {directory}: writable{made}; e-mails are written there as "
+                 "files, none sent")
 
 
 # --- Apprise channels of persons ---------------------------------------------------------------

@@ -110,7 +110,21 @@ def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at 
     _setup_logging(verbose)
     from vigie.service import run_service
 
-    run_service(_context())
+    ctx = _context()
+    _check_ingest_settings(ctx)
+    run_service(ctx)
+
+
+def _check_ingest_settings(ctx) -> None:
+    """Exit 2 with the setting and the fix when the ingestor cannot be built from the settings
+    (unknown decoder in a topic setting, a filter without its decoder, MQTT 3.1.1 with workers…)."""
+    from vigie.ingest.service import Ingestor
+
+    try:
+        Ingestor(ctx.settings, ctx.store, ctx.sessions)
+    except ValueError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -167,6 +181,7 @@ def ingest(
     from vigie.ingest.service import Ingestor
 
     ctx = _context()
+    _check_ingest_settings(ctx)
     ing = Ingestor(ctx.settings, ctx.store, ctx.sessions)
     ing.start()
     try:
@@ -325,7 +340,7 @@ def heating(
     from vigie.heating_jobs import heating_pass
     from vigie.store import StoreError
 
-    ctx = _context()
+    ctx = _context(ensure_influx=False)   # reads only: never creates a database
     try:
         run = heating_pass(ctx, first, last, occupancy=occupancy)
     except StoreError as exc:
@@ -406,7 +421,7 @@ def devices(
     if silent or low_battery:
         kinds = ({DeviceHealthKind.SILENT, DeviceHealthKind.LOW_BATTERY} if silent else set()) | (
             {DeviceHealthKind.LOW_BATTERY} if low_battery else set())
-    ctx = _context()
+    ctx = _context(ensure_influx=False)   # reads only: never creates a database
     try:
         found = device_health(ctx.store, ctx.sessions, params=DeviceHealthParams.from_settings(ctx.settings))
     except StoreError as exc:
@@ -569,13 +584,42 @@ def _progress(label: str):
     return show
 
 
+def _check_speed(speed: float | None) -> None:
+    """Refuse a pace of 0 or less before anything is simulated or published."""
+    if speed is not None and not speed > 0:
+        raise typer.BadParameter(f"{speed:g}: expected > 0 simulated seconds per wall second "
+                                 "(or leave it out: as fast as possible)", param_hint="--speed")
+
+
+def _topic_roots(messages, roots: set[str]):
+    """``messages`` as they are published, adding each one's first topic level (``zigbee2mqtt/#``)
+    to ``roots``: what to name when the broker refuses them."""
+    for m in messages:
+        roots.add(m.topic.split("/", 1)[0] + "/#")
+        yield m
+
+
+def _publish_failed(command: str, exc: Exception, settings, topics) -> None:
+    """One line on stderr for a :class:`~vigie.simulators.publish.PublishError`, then exit 1; a
+    refusal names the publishing user and topics and the likely fix."""
+    text = str(exc)
+    if "refused" in text:
+        user = settings.simulator_mqtt_username or "(from VIGIE_MQTT_URL)"
+        text = (f"the broker refused user {user} on {', '.join(sorted(topics)) or 'these topics'} "
+                f"({text.split(': check', 1)[0]}); hint: `vigie broker credentials` — the broker's ACL may "
+                "predate these topics")
+    typer.echo(f"{command}: {text}", err=True)
+    raise typer.Exit(1)
+
+
 @broker_app.command("credentials")
 def broker_credentials(
     out: Annotated[Path, typer.Option("--out", help="Directory of the Mosquitto passwd and acl files")],
     rotate: Annotated[list[str], typer.Option(help="Give this credential (gateway, meter, service or "
                                               "simulator user) a new password (repeatable)")] = [],
-    simulator: Annotated[bool, typer.Option(help="Also a test publisher allowed on every water and home topic "
-                                            "(VIGIE_SIMULATOR_MQTT_USERNAME); for testing only")] = False,
+    simulator: Annotated[bool, typer.Option(help="Also a test publisher allowed on every water, home, heating "
+                                            "and LoRaWAN topic (VIGIE_SIMULATOR_MQTT_USERNAME); for testing "
+                                            "only")] = False,
     secrets: Annotated[Optional[Path], typer.Option(help="Append new passwords here (0600; default "
                                                     "OUT/new-credentials)")] = None,
 ) -> None:
@@ -647,12 +691,13 @@ def simulate_water(
     """Publish a simulated water-meter fleet over MQTT (QoS 1): wmbusmeters JSON, or LoRaWAN
     network-server uplinks (--format)."""
     from vigie.simulators.lorawan import FORMATS, lorawan_messages
-    from vigie.simulators.publish import publish_messages, publish_readings
+    from vigie.simulators.publish import PublishError, publish_messages, publish_readings
     from vigie.simulators.water import (Duplicates, WaterSimConfig, e2e_scenario, parse_gap_spec,
                                         parse_leak_spec, parse_replacement_spec, simulate, write_registry)
 
     if format_ not in FORMATS:
         raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
+    _check_speed(speed)
     settings = _settings()
     try:
         if scenario == "e2e":
@@ -682,11 +727,16 @@ def simulate_water(
     show = _progress("simulate water")
     options = dict(speed=speed, progress=lambda sent, acked: show(sent, acked, total),
                    **_publisher_credentials(settings))
+    topics: set[str] = set()
     try:
         if format_ == "wmbusmeters":
+            topics.update(f for f, _ in settings.topic_decoders())   # publish_readings' topics are these
             n = publish_readings(result.published(), settings.mqtt_url, **options)
         else:
-            n = publish_messages(lorawan_messages(result, format_), settings.mqtt_url, **options)
+            n = publish_messages(_topic_roots(lorawan_messages(result, format_), topics), settings.mqtt_url,
+                                 **options)
+    except PublishError as exc:
+        _publish_failed("simulate water", exc, settings, topics)
     except ValueError as exc:
         typer.echo(f"simulate water: {exc}", err=True)
         raise typer.Exit(2)
@@ -718,12 +768,13 @@ def simulate_home(
                                                "offset (with --start: days that end now, for live tests)")] = None,
 ) -> None:
     """Publish simulated assisted-living homes as zigbee2mqtt messages over MQTT (QoS 1)."""
-    from vigie.simulators.publish import publish_messages
+    from vigie.simulators.publish import PublishError, publish_messages
     from vigie.simulators.home import (HomeSimConfig, parse_anomaly_spec, simulate_homes,
                                        write_home_registry)
 
     if speed is not None and as_fast_as_possible:
         raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
+    _check_speed(speed)
     settings = _settings()
     try:
         end_at = None
@@ -745,8 +796,12 @@ def simulate_home(
     typer.echo(f"publishing {total} zigbee2mqtt messages of {homes} homes over {days} days to {settings.mqtt_url}",
                err=True)
     show = _progress("simulate home")
-    n = publish_messages(result.messages(), settings.mqtt_url, speed=speed,
-                         progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
+    topics: set[str] = set()
+    try:
+        n = publish_messages(_topic_roots(result.messages(), topics), settings.mqtt_url, speed=speed,
+                             progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
+    except PublishError as exc:
+        _publish_failed("simulate home", exc, settings, topics)
     typer.echo(json.dumps({"published": n, "homes": homes, "days": days, "anomalies": len(result.truths)}))
 
 
@@ -778,10 +833,11 @@ def simulate_heating_cmd(
     zigbee2mqtt messages over MQTT (QoS 1)."""
     from vigie.simulators.heating import (HeatingSimConfig, e2e_scenario, parse_fault_spec, simulate_heating,
                                           write_heating_registry)
-    from vigie.simulators.publish import publish_messages
+    from vigie.simulators.publish import PublishError, publish_messages
 
     if speed is not None and as_fast_as_possible:
         raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
+    _check_speed(speed)
     settings = _settings()
     try:
         first = _parse_day(start, "--start") if start else None
@@ -806,8 +862,12 @@ def simulate_heating_cmd(
     typer.echo(f"publishing {total} zigbee2mqtt messages of {len(result.plan.rooms)} rooms "
                f"({result.plan.n_trv} TRVs) over {cfg.days} days to {settings.mqtt_url}", err=True)
     show = _progress("simulate heating")
-    n = publish_messages(result.messages(), settings.mqtt_url, speed=speed,
-                         progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
+    topics: set[str] = set()
+    try:
+        n = publish_messages(_topic_roots(result.messages(), topics), settings.mqtt_url, speed=speed,
+                             progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
+    except PublishError as exc:
+        _publish_failed("simulate heating", exc, settings, topics)
     typer.echo(json.dumps({"published": n, "rooms": len(result.plan.rooms), "trvs": result.plan.n_trv,
                            "buildings": len(result.plan.buildings), "days": cfg.days, "faults": len(result.truths)}))
 
@@ -934,6 +994,7 @@ def replay_ou44_cmd(
 
     if speed is not None and as_fast_as_possible:
         raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
+    _check_speed(speed)
     settings = _settings()
     try:
         if occupancy not in {str(o) for o in Occupancy}:
@@ -970,12 +1031,12 @@ def replay_ou44_cmd(
     typer.echo(f"publishing {total} zigbee2mqtt messages of building ou44, {replay.start:%Y-%m-%d %H:%M}.."
                f"{replay.end:%Y-%m-%d %H:%M} UTC, to {settings.mqtt_url}", err=True)
     show = _progress("replay ou44")
+    topics: set[str] = set()
     try:
-        n = publish_messages(replay.messages, settings.mqtt_url, speed=speed,
+        n = publish_messages(_topic_roots(replay.messages, topics), settings.mqtt_url, speed=speed,
                              progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
     except PublishError as exc:
-        typer.echo(f"replay ou44: {exc}", err=True)
-        raise typer.Exit(1)
+        _publish_failed("replay ou44", exc, settings, topics)
     typer.echo(json.dumps({"published": n, "building": "ou44", "base_topic": base_topic, "devices": replay.reports,
                            "changes": replay.changes,
                            "valve_scales": {r.room: str(r.valve_scale) for r in data.room_info},

@@ -215,6 +215,10 @@ class Settings(BaseSettings):
                                       "percentage (or the device's own low-battery flag)")
     device_clock_drift_s: float = Field(300.0, gt=0, description="Devices: clock drift when the device's clock "
                                         "is off by this much or more (device time − reception time, either sign), s")
+    device_clock_min_span_s: float = Field(3600.0, ge=0, description="Devices: clock drift only once the offsets "
+                                           "have stayed at or past VIGIE_DEVICE_CLOCK_DRIFT_S over at least this "
+                                           "much reception time (the drift's first to latest point), s: a backlog "
+                                           "delivering old records within seconds is not a drift")
 
     # --- Alerts and delivery --------------------------------------------------------------
     language: Literal["fr", "en"] = Field("fr", description="Default message language (fr or en)")
@@ -285,6 +289,16 @@ class Settings(BaseSettings):
                 raise ValueError
         except ValueError:
             raise ValueError(f"VIGIE_{info.field_name.upper()}={v!r}: expected HH:MM (24 h)") from None
+        return v
+
+    @field_validator("heating_step_min")
+    @classmethod
+    def _check_heating_step(cls, v: int) -> int:
+        # The heating grid must put local midnights on slot boundaries (HeatingParams): refused
+        # here rather than when the daily heating pass first runs.
+        if 60 % v:
+            divisors = ", ".join(str(d) for d in range(1, 61) if 60 % d == 0)
+            raise ValueError(f"VIGIE_HEATING_STEP_MIN={v!r}: expected a whole divisor of 60 ({divisors})")
         return v
 
     @field_validator("database_url")
