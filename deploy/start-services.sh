@@ -4,7 +4,8 @@
 # A broker already listening on 1883 is not reused: Vigie needs the project's Mosquitto settings
 # (persistence, deep queues, a wide in-flight window, authentication) or a fast publisher makes the
 # broker drop messages. If 1883 is taken by another broker, the project's one listens on 1884
-# (VIGIE_MQTT_PORT forces a port) and the chosen URL is written to .env (read by vigie from the
+# (VIGIE_MQTT_PORT forces a port) and the chosen URL — with a client id of this checkout's own — is
+# written to .env (read by vigie from the
 # working directory). The broker refuses anonymous clients: the service account (VIGIE_MQTT_USERNAME,
 # default vigie-ingest) and the simulator's test gateway (VIGIE_SIMULATOR_MQTT_USERNAME, default
 # vigie-simulator) get credentials from `vigie broker credentials`, their passwords go to .env (mode
@@ -121,6 +122,10 @@ fi
 for _ in $(seq 1 100); do
   if listening "$mq_port" && listening "$influx_port"; then
     env_set VIGIE_MQTT_URL "mqtt://127.0.0.1:$mq_port"
+    # Two checkouts on one broker with the same client id would take the durable session from each
+    # other every few seconds: each checkout gets its own, once.
+    [ -n "$(env_get VIGIE_MQTT_CLIENT_ID)" ] || \
+      env_set VIGIE_MQTT_CLIENT_ID "vigie-ingest-$(printf %s "$root" | sha1sum | cut -c1-8)"
     [ "$influx_port" = 8086 ] || env_set VIGIE_INFLUX_URL "http://127.0.0.1:$influx_port"
     echo "Mosquitto (project configuration, authentication on) on 127.0.0.1:$mq_port, InfluxDB on 127.0.0.1:$influx_port;" \
          "VIGIE_MQTT_URL and the service and simulator broker credentials in $env_file"
