@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from timing import best
 
 from vigie.analytics.heating import FIELDS, NS, HeatingFindingKind, HeatingParams, analyse_heating, room_grid
 
@@ -286,15 +287,6 @@ def loop_all(prepared, p, grid):
         out.append(room_loop(*args[:3], info=args[3], outdoor_of=outdoor_of, occ_row=args[4],
                              all_frame_outdoor=args[5], grid=grid, p=p, room_row=args[6]))
     return out
-
-
-def best(fn, repeat):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main() -> None:

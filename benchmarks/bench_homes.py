@@ -32,6 +32,7 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
+from timing import best
 from vigie.analytics.routine import learn_routines
 
 from vigie.home_jobs import tick_events
@@ -99,15 +100,6 @@ def synthetic_events(n_homes: int, days: int, start: int, seed: int = 1) -> pd.D
                          "room": pd.Categorical.from_codes(room_of[sensor], rooms),
                          "kind": pd.Categorical.from_codes(kind_of[sensor], kinds),
                          "time": t, "value": value})
-
-
-def best(fn, repeat):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main() -> None:
