@@ -202,12 +202,10 @@ def sqlite_url(tmp_path) -> str:
 PG_URL = os.environ.get("VIGIE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, sqlite_url):
-    """A relational store URL: a SQLite file, then a throwaway PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield sqlite_url
-        return
+def create_pg_schema():
+    """A throwaway schema on the machine's PostgreSQL: ``(admin engine, schema name, URL whose
+    search path is that schema)``; skips the test when PostgreSQL is not reachable. Undo with
+    :func:`drop_pg_schema`."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
 
@@ -219,7 +217,26 @@ def db_url(request, sqlite_url):
     except OperationalError as exc:
         admin.dispose()
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc.orig}")
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    return admin, schema, f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+def drop_pg_schema(admin, schema: str, roles=()) -> None:
+    """Drop a schema of :func:`create_pg_schema` with everything in it, then ``roles``."""
+    from sqlalchemy import text
+
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        for role in roles:
+            conn.execute(text(f'DROP ROLE "{role}"'))
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, sqlite_url):
+    """A relational store URL: a SQLite file, then a throwaway PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield sqlite_url
+        return
+    admin, schema, url = create_pg_schema()
+    yield url
+    drop_pg_schema(admin, schema)

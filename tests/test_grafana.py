@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import services  # noqa: E402
-from conftest import PG_URL, TEST_POLICIES  # noqa: E402
+from conftest import TEST_POLICIES, create_pg_schema, drop_pg_schema  # noqa: E402
 
 from grafana import build  # noqa: E402
 from grafana.dashboards import MODULES  # noqa: E402
@@ -314,7 +314,6 @@ def pg_world(filled, tmp_path_factory):
     escalated, the heating faults as findings; yields an engine that runs as a role granted
     SELECT on :data:`GRANTED_TABLES` only."""
     from sqlalchemy import create_engine, event, text
-    from sqlalchemy.exc import OperationalError
 
     from vigie.alerts.escalation import Escalation
     from vigie.alerts.findings import FindingRouter, StaffFinding
@@ -324,15 +323,8 @@ def pg_world(filled, tmp_path_factory):
     from vigie.registry import load_registry_file
     from vigie.simulators.home import write_home_registry
 
-    admin = create_engine(PG_URL)
-    schema, role = f"vigie_test_{uuid.uuid4().hex[:12]}", f"grafana_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc.orig}")
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    admin, schema, url = create_pg_schema()
+    role = f"grafana_test_{uuid.uuid4().hex[:8]}"
     tmp = tmp_path_factory.mktemp("grafana-pg")
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
@@ -382,10 +374,7 @@ def pg_world(filled, tmp_path_factory):
 
     yield reader
     reader.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        conn.execute(text(f'DROP ROLE "{role}"'))
-    admin.dispose()
+    drop_pg_schema(admin, schema, roles=(role,))
 
 
 @pytest.mark.parametrize("uid,panel,target", _targets(SqlTarget))
