@@ -3,22 +3,23 @@ and the spool writer → InfluxDB. Documented in ``ingest/README.md``.
 
 Message path:
 
-1. paho's network thread receives a message and :meth:`Ingestor._on_message` picks the decoder of
-   the first matching topic filter (``settings.topic_decoders()`` for water, then
-   ``settings.home_topic_decoders()``, ``heating_topic_decoders()``, ``lorawan_topic_decoders()``)
-   and decodes it. Water readings are checked against their topic and the registry's meters and
-   serialized (``water_reading``, the writes' policy, precision s); home records are looked up in
-   the registry's sensors by the decoder and serialized by :class:`~vigie.ingest.homes.HomePoints`
-   (``home_event``, ``sensor_availability`` on change, the events policy, precision ms); the
-   records of decoders bound to the heating registry (zigbee2mqtt heating, LoRaWAN) are routed by
-   type: ``MeterReading`` through the registry's meter check to ``water_reading``,
-   ``HeatingReading`` to ``heating`` (the writes' policy, precision s). Records dated by a clock
-   give ``device_clock`` points now and then (:mod:`vigie.ingest.clock`). The outcome (points, a
-   dead letter, or "status message, ignore") goes on a queue.
+1. The MQTT network thread (:class:`~vigie.ingest.mqtt.DurableSubscriber`) receives a message
+   and :meth:`Ingestor._on_message` picks the decoder of the first matching topic filter
+   (``settings.topic_decoders()`` for water, then ``settings.home_topic_decoders()``,
+   ``heating_topic_decoders()``, ``lorawan_topic_decoders()``) and decodes it. Water readings
+   are checked against their topic and the registry's meters and serialized (``water_reading``,
+   the writes' policy, precision s); home records are looked up in the registry's sensors by the
+   decoder and serialized by :class:`~vigie.ingest.homes.HomePoints` (``home_event``,
+   ``sensor_availability`` on change, the events policy, precision ms); the records of decoders
+   bound to the heating registry (zigbee2mqtt heating, LoRaWAN) are routed by type:
+   ``MeterReading`` through the registry's meter check to ``water_reading``, ``HeatingReading``
+   to ``heating`` (the writes' policy, precision s). Records dated by a clock give
+   ``device_clock`` points now and then (:mod:`vigie.ingest.clock`). The outcome (points, a dead
+   letter, or "status message, ignore") goes on a queue.
 2. The commit thread takes everything queued, appends all points (and the devices' new
    availability) to the spool in one SQLite transaction and all dead letters to the dead-letter
-   file (both fsync'd), then acknowledges the messages in arrival order. A message is thus
-   acknowledged only once it is on disk.
+   file (both fsync'd), then hands the group's acknowledgements to the network thread, which
+   sends them in arrival order. A message is thus acknowledged only once it is on disk.
 3. The spool writer sends the spool to InfluxDB in batches and removes what was written.
 """
 

@@ -17,6 +17,7 @@ bodies, Home Assistant add-on) are not readings: :meth:`decode` returns ``[]`` f
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 
@@ -59,9 +60,10 @@ BRIDGE_BODIES = {b"online", b"offline"}
 _TOKEN_SPLIT = re.compile(r"[\s,]+")
 
 
-def alarms_of(status_texts: list[str]) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=4096)
+def alarms_of(status_texts: tuple[str, ...]) -> tuple[str, ...]:
     """Normalised flags (sorted, unique) for status texts such as ``"LEAK BURST"`` or
-    ``"leakage,back_flow"``."""
+    ``"leakage,back_flow"``. Cached: a fleet reports a handful of distinct statuses."""
     flags: set[str] = set()
     for text in status_texts:
         for token in _TOKEN_SPLIT.split(text.upper()):
@@ -121,7 +123,7 @@ def _first_number(obj: dict, names: tuple[str, ...], minimum: float | None = Non
     return None
 
 
-def _status_texts(obj: dict) -> list[str]:
+def _status_texts(obj: dict) -> tuple[str, ...]:
     """The distinct non-empty status texts (``current_status`` is ``""`` when OK and usually
     repeats ``status``)."""
     texts: list[str] = []
@@ -134,7 +136,7 @@ def _status_texts(obj: dict) -> list[str]:
         value = value.strip()
         if value and value not in texts:
             texts.append(value)
-    return texts
+    return tuple(texts)
 
 
 register(WmbusmetersDecoder())
