@@ -840,15 +840,15 @@ E2E_LEAKS = (
 )
 
 
-def e2e_scenario(seed: int, start: date = date(2026, 10, 12)) -> WaterSimConfig:
-    """The end-to-end preset: 500 meters × 30 days from ``start`` (default: a past month that
+def e2e_scenario(seed: int, start: date = date(2026, 10, 12), meters: int = 500) -> WaterSimConfig:
+    """The end-to-end preset: ``meters`` meters × 30 days from ``start`` (default: a past month that
     holds the 2026-10-25 fall-back, a 25-hour day), one meter rolling over, and faults on distinct
     meters — six leaks (:data:`E2E_LEAKS`: 2, 4, 15 (an empty home), 25 L/h and bursts of 150 L/h
     (repaired after ~41 h) and 600 L/h), each on a meter whose interval gives ≥ 2 L per reading;
     gaps of 8 h (over a night: that day's coverage drops below 80 %) and 30 h; one replacement;
     3 duplicated messages on 2 % of the fleet; 2 late messages on each of 4 meters (leaking and
-    fault-free)."""
-    base = WaterSimConfig(meters=500, days=30, start=start, seed=seed, rollover_meters=1)
+    fault-free). ValueError when the fleet is too small to give each fault a meter of its own."""
+    base = WaterSimConfig(meters=meters, days=30, start=start, seed=seed, rollover_meters=1)
     fleet = plan_fleet(base)
     rng = _rng(seed, 5)
     used = {m.index for m in fleet if m.start_index_l >= REGISTER_CAPACITY_L - 1_000}

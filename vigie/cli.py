@@ -666,7 +666,8 @@ def broker_credentials(
 
 @simulate_app.command("water")
 def simulate_water(
-    meters: Annotated[int, typer.Option(min=1, help="Number of meters")] = 100,
+    meters: Annotated[Optional[int], typer.Option(min=1, help="Number of meters [default: 100; 500 with "
+                                                  "--scenario e2e]", show_default=False)] = None,
     days: Annotated[int, typer.Option(min=1, help="Number of local days")] = 7,
     start: Annotated[Optional[str], typer.Option(help="First local day, YYYY-MM-DD (default: the "
                                                  "DAYS days ending yesterday)")] = None,
@@ -676,8 +677,9 @@ def simulate_water(
     gap: Annotated[list[str], typer.Option(help="METER:START:HOURS — no readings (repeatable)")] = [],
     replace: Annotated[list[str], typer.Option(help="METER:AT — meter replaced, index restarts near 0")] = [],
     duplicates: Annotated[float, typer.Option(help="Share of meters (0–1) with one message sent twice")] = 0.0,
-    scenario: Annotated[Optional[str], typer.Option(help="'e2e': the end-to-end test's fleet (500 meters, "
-                                                    "30 days, 6 leaks, gaps, a replacement, duplicates)")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="'e2e': the end-to-end test's fleet (500 meters or "
+                                                    "--meters, 30 days, 6 leaks, gaps, a replacement, "
+                                                    "duplicates)")] = None,
     speed: Annotated[Optional[float], typer.Option(help="Simulated seconds per wall second "
                                                    "(default: as fast as possible)")] = None,
     ground_truth: Annotated[Optional[Path], typer.Option(help="Write the injected faults here (JSON)")] = None,
@@ -701,7 +703,8 @@ def simulate_water(
     settings = _settings()
     try:
         if scenario == "e2e":
-            cfg = e2e_scenario(seed, **({"start": _parse_day(start, "--start")} if start else {}))
+            cfg = e2e_scenario(seed, **({"start": _parse_day(start, "--start")} if start else {}),
+                               **({"meters": meters} if meters else {}))
         elif scenario is not None:
             raise typer.BadParameter(f"unknown scenario {scenario!r} (known: e2e)", param_hint="--scenario")
         else:
@@ -709,7 +712,7 @@ def simulate_water(
                       + [parse_replacement_spec(x) for x in replace])
             if duplicates:
                 faults.append(Duplicates(count=1, share=duplicates))
-            cfg = WaterSimConfig(meters=meters, days=days, seed=seed, faults=faults,
+            cfg = WaterSimConfig(meters=meters or 100, days=days, seed=seed, faults=faults,
                                  start=_parse_day(start, "--start") if start else None)
         result = simulate(cfg)
     except ValueError as exc:
