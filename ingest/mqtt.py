@@ -18,7 +18,7 @@ Why each choice (MQTT 5.0 §3.1.2.4, §3.1.2.11, §4.4, §4.9; paho-mqtt 2.x):
   connection, and the broker re-sends unacknowledged messages after a reconnect anyway.
 - The network loop is ours (:class:`DurableSubscriber` ``_run``), driving paho through its
   external-event-loop API (``socket``, ``loop_read``, ``loop_write``, ``loop_misc``, ``reconnect``)
-  rather than ``loop_start``: it reads every packet that has arrived before waiting in ``select``
+  rather than ``loop_start``: it reads every packet that has arrived before waiting in ``poll``
   again (paho's loop waits once per packet), and the acknowledgements of a commit are handed to it
   in one batch and sent from it, so no other thread calls into paho (paho's threaded mode wakes its
   loop through a socket pair once per PUBACK). Together about 20 % of the ingestor's CPU per
@@ -62,6 +62,7 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 MAX_DRAIN = 1000
 #: How long :meth:`DurableSubscriber.stop` waits for the queued acknowledgements and DISCONNECT.
 STOP_FLUSH_S = 5.0
+_READABLE = select.POLLIN | select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +181,8 @@ class DurableSubscriber:
         while not self._stopping.is_set():
             try:
                 client.reconnect()
-            except OSError:
-                self._on_connect_fail()
+            except OSError as exc:
+                self._on_connect_fail(exc)
             else:
                 try:
                     if self._serve():
@@ -205,16 +206,22 @@ class DurableSubscriber:
             sock = client.socket()
             if sock is None:
                 return accepted
-            # A TLS socket may hold decrypted bytes that select() cannot see.
+            # A TLS socket may hold decrypted bytes that poll() cannot see.
             if getattr(sock, "pending", None) is not None and sock.pending():
                 readable = True
             else:
+                # poll, not select: select() refuses descriptors >= 1024 (FD_SETSIZE), which a process
+                # with many files or connections open gives the MQTT socket; it never connected then.
+                poller = select.poll()
                 try:
-                    r, _, _ = select.select([sock, self._wake_r], [sock] if client.want_write() else [], [], 1.0)
+                    poller.register(self._wake_r, select.POLLIN)
+                    poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+                    events = dict(poller.poll(1000))
                 except (OSError, ValueError):   # a socket closed under us: start over
                     return accepted
-                readable = sock in r
-                if self._wake_r in r:
+                # hang-up, error or a closed descriptor: loop_read sees the lost connection
+                readable = bool(events.get(sock.fileno(), 0) & _READABLE)
+                if self._wake_r.fileno() in events:
                     try:
                         self._wake_r.recv(4096)
                     except BlockingIOError:
@@ -258,8 +265,10 @@ class DurableSubscriber:
         client.disconnect()
         deadline = time.monotonic() + STOP_FLUSH_S
         while client.socket() is not None and client.want_write() and time.monotonic() < deadline:
+            poller = select.poll()
             try:
-                select.select([], [client.socket()], [], 0.1)
+                poller.register(client.socket(), select.POLLOUT)
+                poller.poll(100)
             except (OSError, ValueError, TypeError):
                 break
             if client.loop_write() != paho.MQTT_ERR_SUCCESS:
@@ -303,10 +312,12 @@ class DurableSubscriber:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting", self.settings.mqtt_host,
                         self.settings.mqtt_port, reason_code)
 
-    def _on_connect_fail(self) -> None:
+    def _on_connect_fail(self, exc: OSError) -> None:
+        # The reason tells a broker that is down from one whose TLS certificate is not trusted.
         if self._down_since is None:
             self._down_since = time.monotonic()
-            log.warning("MQTT broker %s:%d unreachable; retrying", self.settings.mqtt_host, self.settings.mqtt_port)
+            log.warning("MQTT broker %s:%d unreachable (%s); retrying", self.settings.mqtt_host,
+                        self.settings.mqtt_port, exc)
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         self._handled += 1

@@ -360,6 +360,42 @@ def test_stop_acknowledges_everything_committed(mosquitto, influx_store, tmp_pat
         ing.stop()
 
 
+def test_ingests_with_the_mqtt_socket_above_descriptor_1024(mosquitto, influx_store, tmp_path, sqlite_url):
+    """A process with many files or connections open (``vigie serve``) gives the MQTT socket a
+    descriptor >= 1024, which select() refuses (FD_SETSIZE): a select() loop never connected, and said nothing."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 1200")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    sessions = registry(sqlite_url, ["fd-1"])
+    settings = make_settings(tmp_path, mosquitto.port, influx_store, sqlite_url)
+    hog = [os.open(os.devnull, os.O_RDONLY)]
+    try:
+        while hog[-1] < 1030:
+            hog.append(os.open(os.devnull, os.O_RDONLY))
+        ing = Ingestor(settings, influx_store, sessions)
+        ing.start()
+        try:
+            assert ing.wait_subscribed(10), "no connection with a descriptor >= 1024"
+            assert ing._mqtt._client.socket().fileno() >= 1024
+            for fd in hog:  # the test's publisher is a paho client: its own loop uses select()
+                os.close(fd)
+            hog = []
+            publish(mosquitto.port, [("wmbusmeters/fd-1", wm("fd-1", i, float(i))) for i in range(20)])
+            wait_for(lambda: ing.stats().received == 20, what="every message delivered")
+            assert ing.wait_idle(20, quiet_s=0.3)
+            assert count_points(influx_store) == 20
+        finally:
+            ing.stop()
+    finally:
+        for fd in hog:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_worker_processes_share_the_stream_and_keep_their_sessions(mosquitto, influx_store, tmp_path, sqlite_url):
     """ingest_workers=2: two processes on one shared subscription store every reading once, each
     dead-letters into its own file, and messages published while they are away reach them."""
