@@ -612,6 +612,21 @@ def _publish_failed(command: str, exc: Exception, settings, topics) -> None:
     raise typer.Exit(1)
 
 
+def _publish_all(command: str, messages, total: int, settings, speed: float | None) -> int:
+    """Publish ``messages`` (records with ``topic``) as the simulator's user with progress on stderr;
+    how many were acknowledged. A refusal or a lost broker ends the command (exit 1, one line)."""
+    from vigie.simulators.publish import PublishError, publish_messages
+
+    show = _progress(command)
+    topics: set[str] = set()
+    try:
+        return publish_messages(_topic_roots(messages, topics), settings.mqtt_url, speed=speed,
+                                progress=lambda sent, acked: show(sent, acked, total),
+                                **_publisher_credentials(settings))
+    except PublishError as exc:
+        _publish_failed(command, exc, settings, topics)
+
+
 @broker_app.command("credentials")
 def broker_credentials(
     out: Annotated[Path, typer.Option("--out", help="Directory of the Mosquitto passwd and acl files")],
@@ -771,7 +786,6 @@ def simulate_home(
                                                "offset (with --start: days that end now, for live tests)")] = None,
 ) -> None:
     """Publish simulated assisted-living homes as zigbee2mqtt messages over MQTT (QoS 1)."""
-    from vigie.simulators.publish import PublishError, publish_messages
     from vigie.simulators.home import (HomeSimConfig, parse_anomaly_spec, simulate_homes,
                                        write_home_registry)
 
@@ -798,13 +812,7 @@ def simulate_home(
     total = len(result)
     typer.echo(f"publishing {total} zigbee2mqtt messages of {homes} homes over {days} days to {settings.mqtt_url}",
                err=True)
-    show = _progress("simulate home")
-    topics: set[str] = set()
-    try:
-        n = publish_messages(_topic_roots(result.messages(), topics), settings.mqtt_url, speed=speed,
-                             progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
-    except PublishError as exc:
-        _publish_failed("simulate home", exc, settings, topics)
+    n = _publish_all("simulate home", result.messages(), total, settings, speed)
     typer.echo(json.dumps({"published": n, "homes": homes, "days": days, "anomalies": len(result.truths)}))
 
 
@@ -836,7 +844,6 @@ def simulate_heating_cmd(
     zigbee2mqtt messages over MQTT (QoS 1)."""
     from vigie.simulators.heating import (HeatingSimConfig, e2e_scenario, parse_fault_spec, simulate_heating,
                                           write_heating_registry)
-    from vigie.simulators.publish import PublishError, publish_messages
 
     if speed is not None and as_fast_as_possible:
         raise typer.BadParameter("give --speed or --as-fast-as-possible, not both", param_hint="--speed")
@@ -864,13 +871,7 @@ def simulate_heating_cmd(
     total = len(result)
     typer.echo(f"publishing {total} zigbee2mqtt messages of {len(result.plan.rooms)} rooms "
                f"({result.plan.n_trv} TRVs) over {cfg.days} days to {settings.mqtt_url}", err=True)
-    show = _progress("simulate heating")
-    topics: set[str] = set()
-    try:
-        n = publish_messages(_topic_roots(result.messages(), topics), settings.mqtt_url, speed=speed,
-                             progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
-    except PublishError as exc:
-        _publish_failed("simulate heating", exc, settings, topics)
+    n = _publish_all("simulate heating", result.messages(), total, settings, speed)
     typer.echo(json.dumps({"published": n, "rooms": len(result.plan.rooms), "trvs": result.plan.n_trv,
                            "buildings": len(result.plan.buildings), "days": cfg.days, "faults": len(result.truths)}))
 
@@ -992,7 +993,6 @@ def replay_ou44_cmd(
     from vigie.broker_auth import topic_prefixes
     from vigie.registry import RegistryError, load_registry_file
     from vigie.simulators.ou44 import ValveScale, load_ou44
-    from vigie.simulators.publish import PublishError, publish_messages
     from vigie.simulators.replay_ou44 import BASE_TOPIC, Occupancy, plan_replay, write_registry
 
     if speed is not None and as_fast_as_possible:
@@ -1033,13 +1033,7 @@ def replay_ou44_cmd(
     total = len(replay.messages)
     typer.echo(f"publishing {total} zigbee2mqtt messages of building ou44, {replay.start:%Y-%m-%d %H:%M}.."
                f"{replay.end:%Y-%m-%d %H:%M} UTC, to {settings.mqtt_url}", err=True)
-    show = _progress("replay ou44")
-    topics: set[str] = set()
-    try:
-        n = publish_messages(_topic_roots(replay.messages, topics), settings.mqtt_url, speed=speed,
-                             progress=lambda sent, acked: show(sent, acked, total), **_publisher_credentials(settings))
-    except PublishError as exc:
-        _publish_failed("replay ou44", exc, settings, topics)
+    n = _publish_all("replay ou44", replay.messages, total, settings, speed)
     typer.echo(json.dumps({"published": n, "building": "ou44", "base_topic": base_topic, "devices": replay.reports,
                            "changes": replay.changes,
                            "valve_scales": {r.room: str(r.valve_scale) for r in data.room_info},
