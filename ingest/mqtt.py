@@ -202,26 +202,33 @@ class DurableSubscriber:
         (CONNACK), which resets the reconnect back-off."""
         client = self._client
         accepted = False
+        sock = client.socket()
+        # poll, not select: select() refuses descriptors >= 1024 (FD_SETSIZE), which a process with
+        # many files or connections open gives the MQTT socket; it never connected then.
+        poller, writing = select.poll(), False
+        try:
+            fd, wake_fd = sock.fileno(), self._wake_r.fileno()
+            poller.register(wake_fd, select.POLLIN)
+            poller.register(fd, select.POLLIN)
+        except (AttributeError, OSError, ValueError):   # no socket, or closed already
+            return accepted
         while not self._stopping.is_set():
-            sock = client.socket()
-            if sock is None:
+            if client.socket() is not sock:   # paho closed it: the connection is lost
                 return accepted
             # A TLS socket may hold decrypted bytes that poll() cannot see.
             if getattr(sock, "pending", None) is not None and sock.pending():
                 readable = True
             else:
-                # poll, not select: select() refuses descriptors >= 1024 (FD_SETSIZE), which a process
-                # with many files or connections open gives the MQTT socket; it never connected then.
-                poller = select.poll()
                 try:
-                    poller.register(self._wake_r, select.POLLIN)
-                    poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+                    if client.want_write() != writing:
+                        writing = not writing
+                        poller.modify(fd, select.POLLIN | (select.POLLOUT if writing else 0))
                     events = dict(poller.poll(1000))
                 except (OSError, ValueError):   # a socket closed under us: start over
                     return accepted
                 # hang-up, error or a closed descriptor: loop_read sees the lost connection
-                readable = bool(events.get(sock.fileno(), 0) & _READABLE)
-                if self._wake_r.fileno() in events:
+                readable = bool(events.get(fd, 0) & _READABLE)
+                if wake_fd in events:
                     try:
                         self._wake_r.recv(4096)
                     except BlockingIOError:
