@@ -111,17 +111,18 @@ def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at 
     from vigie.service import run_service
 
     ctx = _context()
-    _check_ingest_settings(ctx)
+    _ingestor(ctx)   # the settings checked before anything starts; run_service builds its own
     run_service(ctx)
 
 
-def _check_ingest_settings(ctx) -> None:
-    """Exit 2 with the setting and the fix when the ingestor cannot be built from the settings
-    (unknown decoder in a topic setting, a filter without its decoder, MQTT 3.1.1 with workers…)."""
+def _ingestor(ctx):
+    """The ingestor of ``ctx``'s settings, not started; exit 2 with the setting and the fix when it
+    cannot be built (unknown decoder in a topic setting, a filter without its decoder, MQTT 3.1.1
+    with workers…)."""
     from vigie.ingest.service import Ingestor
 
     try:
-        Ingestor(ctx.settings, ctx.store, ctx.sessions)
+        return Ingestor(ctx.settings, ctx.store, ctx.sessions)
     except ValueError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(2)
@@ -178,11 +179,7 @@ def ingest(
 ) -> None:
     """Run the MQTT ingestor alone (durable session: it picks up what was published while it was away)."""
     _setup_logging(verbose)
-    from vigie.ingest.service import Ingestor
-
-    ctx = _context()
-    _check_ingest_settings(ctx)
-    ing = Ingestor(ctx.settings, ctx.store, ctx.sessions)
+    ing = _ingestor(_context())
     ing.start()
     try:
         if wait_idle:
